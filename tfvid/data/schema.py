@@ -1,0 +1,176 @@
+"""TFRecord schema: one tf.train.SequenceExample per video (REFERENCE.md section 6).
+
+Compatible with TF Model Garden and MediaSequence readers:
+
+context
+    example/id            bytes      video id (unique within a split)
+    clip/label/index      int64[1]   class index (absent for unlabeled test videos)
+    clip/label/string     bytes[1]   class name
+    clip/data_path        bytes      source video path (optional)
+    image/format          bytes      b"JPEG"
+    image/height, image/width        int64, size of the stored frames
+    image/frame_rate      float      frames per second of the stored frames
+    FORWARD_FLOW/format   bytes      b"JPEG"
+    FORWARD_FLOW/layout   bytes      b"xy_gray": x and y as two grayscale JPEG lists
+    FORWARD_FLOW/bound    float      clip bound (20: 8-bit value round(127.5 + 6.375 v))
+    FORWARD_FLOW/method   bytes      b"tvl1", b"dis" or b"farneback"
+    FEATURE/<name>/dimension int64   D of cached per-frame features
+
+feature lists
+    image/encoded                    n JPEG frames in temporal order
+    image/timestamp                  n int64 microseconds
+    FORWARD_FLOW/x/image/encoded     n-1 grayscale JPEGs (flow k: frame k -> k+1)
+    FORWARD_FLOW/y/image/encoded     n-1 grayscale JPEGs
+    FEATURE/<name>/floats            n float vectors of length D
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+ID = "example/id"
+LABEL_INDEX = "clip/label/index"
+LABEL_STRING = "clip/label/string"
+DATA_PATH = "clip/data_path"
+IMAGE_FORMAT = "image/format"
+IMAGE_HEIGHT = "image/height"
+IMAGE_WIDTH = "image/width"
+FRAME_RATE = "image/frame_rate"
+FRAMES = "image/encoded"
+TIMESTAMPS = "image/timestamp"
+FLOW_FORMAT = "FORWARD_FLOW/format"
+FLOW_LAYOUT = "FORWARD_FLOW/layout"
+FLOW_BOUND = "FORWARD_FLOW/bound"
+FLOW_METHOD = "FORWARD_FLOW/method"
+FLOW_X = "FORWARD_FLOW/x/image/encoded"
+FLOW_Y = "FORWARD_FLOW/y/image/encoded"
+FLOW_LAYOUT_XY_GRAY = b"xy_gray"
+NO_LABEL = -1
+
+
+def feature_key(name: str) -> str:
+    """Feature-list key of cached per-frame features called `name`."""
+    return f"FEATURE/{name}/floats"
+
+
+def feature_dim_key(name: str) -> str:
+    return f"FEATURE/{name}/dimension"
+
+
+def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def _ints(values: Sequence[int]) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def _floats(values: Sequence[float]) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+
+def make_example(video_id: str, frames: Sequence[bytes], *, height: int, width: int,
+                 frame_rate: float, timestamps_us: Sequence[int] | None = None,
+                 label_index: int | None = None, label_string: str | None = None,
+                 data_path: str | None = None, flow_x: Sequence[bytes] | None = None,
+                 flow_y: Sequence[bytes] | None = None, flow_bound: float = 20.0,
+                 flow_method: str = "tvl1",
+                 features: dict[str, "Sequence[Sequence[float]]"] | None = None
+                 ) -> tf.train.SequenceExample:
+    """Builds the SequenceExample of one video.
+
+    frames: n JPEG strings. flow_x/flow_y: n-1 grayscale JPEG strings each, or None.
+    features: optional {name: n vectors of length D}.
+    Raises ValueError naming the video when counts disagree.
+    """
+    n = len(frames)
+    if n == 0:
+        raise ValueError(f"video {video_id!r}: no frames")
+    if timestamps_us is None:
+        timestamps_us = [round(i * 1e6 / frame_rate) for i in range(n)]
+    if len(timestamps_us) != n:
+        raise ValueError(f"video {video_id!r}: {len(timestamps_us)} timestamps for {n} frames")
+    ctx = {
+        ID: _bytes([video_id.encode()]),
+        IMAGE_FORMAT: _bytes([b"JPEG"]),
+        IMAGE_HEIGHT: _ints([height]),
+        IMAGE_WIDTH: _ints([width]),
+        FRAME_RATE: _floats([frame_rate]),
+    }
+    if label_index is not None:
+        ctx[LABEL_INDEX] = _ints([label_index])
+    if label_string is not None:
+        ctx[LABEL_STRING] = _bytes([label_string.encode()])
+    if data_path is not None:
+        ctx[DATA_PATH] = _bytes([str(data_path).encode()])
+    lists = {
+        FRAMES: tf.train.FeatureList(feature=[_bytes([f]) for f in frames]),
+        TIMESTAMPS: tf.train.FeatureList(feature=[_ints([t]) for t in timestamps_us]),
+    }
+    if (flow_x is None) != (flow_y is None):
+        raise ValueError(f"video {video_id!r}: flow needs both x and y")
+    if flow_x is not None:
+        if not (len(flow_x) == len(flow_y) == n - 1):
+            raise ValueError(f"video {video_id!r}: RGB/flow frame-count mismatch: {n} RGB frames "
+                             f"need {n - 1} flow frames, got x={len(flow_x)} y={len(flow_y)}")
+        ctx.update({FLOW_FORMAT: _bytes([b"JPEG"]), FLOW_LAYOUT: _bytes([FLOW_LAYOUT_XY_GRAY]),
+                    FLOW_BOUND: _floats([flow_bound]), FLOW_METHOD: _bytes([flow_method.encode()])})
+        lists[FLOW_X] = tf.train.FeatureList(feature=[_bytes([f]) for f in flow_x])
+        lists[FLOW_Y] = tf.train.FeatureList(feature=[_bytes([f]) for f in flow_y])
+    for name, vectors in (features or {}).items():
+        if len(vectors) != n:
+            raise ValueError(f"video {video_id!r}: {len(vectors)} '{name}' features for {n} frames")
+        ctx[feature_dim_key(name)] = _ints([len(vectors[0])])
+        lists[feature_key(name)] = tf.train.FeatureList(feature=[_floats(v) for v in vectors])
+    return tf.train.SequenceExample(context=tf.train.Features(feature=ctx),
+                                    feature_lists=tf.train.FeatureLists(feature_list=lists))
+
+
+def parse_example(serialized: tf.Tensor, *, with_flow: bool = False,
+                  feature_name: str | None = None) -> dict[str, tf.Tensor]:
+    """Parses one serialized SequenceExample inside tf.data.
+
+    Returns a dict of tensors:
+      id (string scalar), label (int32 scalar, NO_LABEL when absent), label_string (string),
+      height, width (int32), frame_rate (float32),
+      frames (string (n,)), num_frames (int32),
+      with_flow: flow_x, flow_y (string (n-1,)), flow_bound (float32), num_flow (int32),
+      feature_name: features (float32 (n, D)).
+    Frames stay encoded: callers gather the sampled ones before decoding.
+    """
+    ctx_spec = {
+        ID: tf.io.FixedLenFeature([], tf.string),
+        LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
+        LABEL_STRING: tf.io.VarLenFeature(tf.string),
+        IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        FRAME_RATE: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+    }
+    seq_spec = {FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)}
+    if with_flow:
+        ctx_spec[FLOW_BOUND] = tf.io.FixedLenFeature([], tf.float32, default_value=0.0)
+        seq_spec[FLOW_X] = tf.io.FixedLenSequenceFeature([], tf.string)
+        seq_spec[FLOW_Y] = tf.io.FixedLenSequenceFeature([], tf.string)
+    if feature_name:
+        seq_spec[feature_key(feature_name)] = tf.io.VarLenFeature(tf.float32)
+    ctx, seq = tf.io.parse_single_sequence_example(serialized, ctx_spec, seq_spec)
+    labels = tf.sparse.to_dense(ctx[LABEL_INDEX])
+    names = tf.sparse.to_dense(ctx[LABEL_STRING], default_value="")
+    out = {
+        "id": ctx[ID],
+        "label": tf.cond(tf.size(labels) > 0, lambda: tf.cast(labels[0], tf.int32),
+                         lambda: tf.constant(NO_LABEL, tf.int32)),
+        "label_string": tf.cond(tf.size(names) > 0, lambda: names[0], lambda: tf.constant("")),
+        "height": tf.cast(ctx[IMAGE_HEIGHT], tf.int32),
+        "width": tf.cast(ctx[IMAGE_WIDTH], tf.int32),
+        "frame_rate": ctx[FRAME_RATE],
+        "frames": seq[FRAMES],
+        "num_frames": tf.shape(seq[FRAMES], out_type=tf.int32)[0],
+    }
+    if with_flow:
+        out.update(flow_x=seq[FLOW_X], flow_y=seq[FLOW_Y], flow_bound=ctx[FLOW_BOUND],
+                   num_flow=tf.shape(seq[FLOW_X], out_type=tf.int32)[0])
+    if feature_name:
+        out["features"] = tf.sparse.to_dense(seq[feature_key(feature_name)])
+    return out
