@@ -1,1 +1,3 @@
-"""tfvid.layers."""
+"""tfvid.layers: standalone, serialisable Keras layers shared by the models."""
+from .consensus import CONSENSUS_MODES, SegmentConsensus
+from .partial_bn import PartialBNResult, apply_partial_bn, batch_norm_layers

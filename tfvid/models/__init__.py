@@ -1,1 +1,29 @@
-"""tfvid.models."""
+"""tfvid.models: model builders and a registry.
+
+Every builder is ``build_<name>(num_classes, **kwargs) -> keras.Model`` with paper defaults;
+``build(name, num_classes, **kwargs)`` dispatches by name. Backbones are imported lazily by the
+builders, so importing this package stays cheap.
+"""
+from .tsn import build_tsn
+
+MODELS = {
+    "tsn": build_tsn,
+}
+
+
+def register_model(name, fn):
+    """Adds a builder ``fn(num_classes, **kwargs) -> keras.Model`` under ``name``."""
+    if not callable(fn):
+        raise TypeError(f"register_model: builder for {name!r} is not callable")
+    MODELS[name] = fn
+    return fn
+
+
+def build(name, num_classes, **kwargs):
+    """Builds the model registered as ``name`` (see ``MODELS``)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}")
+    return MODELS[name](num_classes, **kwargs)
+
+
+__all__ = ["MODELS", "build", "build_tsn", "register_model"]

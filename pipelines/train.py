@@ -1,0 +1,300 @@
+"""Train a model on prepared TFRecords (or raw-frame .list files) under any tf.distribute strategy.
+
+    python -m pipelines.train --flagfile=pipelines/configs/tsn_rgb_ucf101.flags \\
+        --train_data=data/ucf101/train-*.tfrecord --val_data=data/ucf101/val.list \\
+        --model_dir=runs/tsn_rgb
+    tfvid-train --model=tsn --backbone=tiny --width=0.25 --input_size=64 --steps=100 ...
+
+Writes model_dir/run_config.json (every flag, the sampler and the class names: evaluate and
+export rebuild the model from it), checkpoints, TensorBoard logs and metrics.json (see
+tfvid.train.loop). Rerunning with the same --model_dir resumes at the last checkpoint (--resume).
+Multi-worker: start one process per worker with the same flags and TF_CONFIG set, e.g.
+TF_CONFIG='{"cluster":{"worker":["h1:2222","h2:2222"]},"task":{"type":"worker","index":0}}'.
+"""
+from __future__ import annotations
+
+import glob
+import inspect
+import json
+import math
+import os
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+
+
+def _define(kind, name, default, help_text, **kw):
+    """Defines a flag unless another job imported in this process already did (shared names)."""
+    if name not in FLAGS:
+        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
+
+
+_define("enum", "strategy", "default", "tf.distribute strategy.",
+        enum_values=["default", "one_device", "mirrored", "multi_worker"])
+_define("string", "model", "tsn", "Model name in tfvid.models.MODELS.")
+_define("string", "modality", "rgb", "rgb, flow or rgbdiff.")
+_define("string", "backbone", "bninception", "Backbone name (tfvid.models.backbones.BACKBONES).")
+_define("float", "width", 1.0, "Backbone width multiplier.")
+_define("integer", "input_size", 224, "Spatial side of the network input.")
+_define("integer", "num_segments", 3, "TSN segments K (time steps T of other models).")
+_define("integer", "new_length", None, "Frames per snippet L (default 1 rgb, 5 flow, 6 rgbdiff).")
+_define("string", "consensus", "avg", "Segmental consensus: avg, max, topk, weighted, attention.")
+_define("float", "dropout", None, "Dropout before the classifier (default: the paper's).")
+_define("bool", "partial_bn", True, "Freeze every BatchNormalization but the first.")
+_define("string", "weights", None, "None, 'imagenet' or a weights file for the backbone.")
+_define("string", "train_data", None, "Training TFRecords: comma-separated globs or a .list file.")
+_define("string", "val_data", None, "Validation data (same forms); evaluated every --eval_every.")
+_define("integer", "num_classes", 0, "Classes; 0 = count the lines of classes.txt beside the data.")
+_define("integer", "batch_size", 256, "Global batch size (split over all replicas).")
+_define("float", "lr", 0.001, "Base learning rate.")
+_define("enum", "lr_schedule", "step", "step: divide by 10 at --lr_steps; plateau: divide by 10 "
+        "when validation accuracy stalls for --lr_patience evaluations; constant.",
+        enum_values=["step", "plateau", "constant"])
+_define("list", "lr_steps", [], "Iterations at which the step schedule divides the lr by 10.")
+_define("integer", "lr_patience", 2, "Evaluations without improvement before a plateau drop.")
+_define("float", "momentum", 0.9, "SGD momentum.")
+_define("float", "weight_decay", 5e-4, "L2 weight decay on kernels (Caffe form, see tfvid.train.loop).")
+_define("float", "clip_norm", 40.0, "Global gradient-norm clip; 0 disables.")
+_define("integer", "steps", 0, "Training iterations (optimizer steps).")
+_define("float", "epochs", 0, "Alternative to --steps: epochs over the training videos.")
+_define("string", "model_dir", None, "Output directory (checkpoints, logs, run_config.json).")
+_define("bool", "resume", True, "Continue from the last checkpoint in --model_dir.")
+_define("integer", "seed", 0, "Seed of initialisation and data sampling.")
+_define("integer", "eval_every", 0, "Evaluate --val_data every N steps (0: only at the end).")
+_define("integer", "log_every", 20, "Log and write summaries every N steps.")
+_define("integer", "checkpoint_every", 500, "Save a checkpoint every N steps.")
+_define("bool", "progress", True, "Show a progress bar.")
+
+RUN_CONFIG = "run_config.json"
+# Sampler family per model and the flags that map onto the sampler's fields.
+DEFAULT_SAMPLER = {"tsn": "tsn", "stnet": "stnet", "din": "uniform", "videomap": "uniform",
+                   "dynamic_image_net": "mdi"}
+# run_config keys that define the network: a resumed run must agree on them.
+MODEL_KEYS = ("model", "num_classes", "backbone", "modality", "width", "input_size",
+              "num_segments", "new_length", "consensus", "partial_bn")
+
+
+def resolve_files(spec: str, flag: str) -> list[str]:
+    """Comma-separated globs (or .list files) -> sorted paths; UsageError naming the flag."""
+    out: list[str] = []
+    for part in [p.strip() for p in (spec or "").split(",") if p.strip()]:
+        found = sorted(glob.glob(part))
+        if not found:
+            raise app.UsageError(f"--{flag}: {part!r} matches no file")
+        out += [f for f in found if f not in out]
+    if not out:
+        raise app.UsageError(f"--{flag} is required (TFRecord globs or a .list file)")
+    return out
+
+
+def read_classes(files: list[str]) -> list[str] | None:
+    path = os.path.join(os.path.dirname(os.path.abspath(files[0])), "classes.txt")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
+def count_videos(files: list[str]) -> int:
+    """Videos in the data: .list lines, a matching <split>-summary.json, or counting records."""
+    if files[0].endswith(".list"):
+        return sum(1 for f in files for ln in open(f, encoding="utf-8") if ln.strip())
+    wanted = {os.path.abspath(f) for f in files}
+    for summary in glob.glob(os.path.join(os.path.dirname(os.path.abspath(files[0])), "*-summary.json")):
+        with open(summary, encoding="utf-8") as f:
+            info = json.load(f)
+        shards = {os.path.abspath(s) for s in (info.get("files") or {}).get("shards", [])}
+        if shards and shards == wanted:
+            return int(info["videos"])
+    from tfvid.data.prepare import count_records
+    logging.info("counting the records of %d shard(s) once (no matching summary json)", len(files))
+    return sum(count_records(f) for f in files)
+
+
+def sample_labels(files: list[str], limit: int = 64) -> list[int]:
+    """Labels of a .list file (all) or of up to `limit` records (round robin over shards)."""
+    if files[0].endswith(".list"):
+        from tfvid.data.pipeline import read_list_file
+        return [lab for f in files for lab in read_list_file(f)[3]]
+    import tensorflow as tf
+    from tfvid.data import schema
+    ds = tf.data.Dataset.from_tensor_slices(files).interleave(
+        tf.data.TFRecordDataset, cycle_length=max(1, len(files))).take(limit)
+    spec = {schema.LABEL_INDEX: tf.io.VarLenFeature(tf.int64)}
+    labels = []
+    for record in ds:
+        context, _ = tf.io.parse_single_sequence_example(record, context_features=spec)
+        values = tf.sparse.to_dense(context[schema.LABEL_INDEX]).numpy()
+        labels.append(int(values[0]) if values.size else -1)
+    return labels
+
+
+def check_flags() -> None:
+    """UsageError naming the flag for any bad value, before TensorFlow does any work."""
+    from tfvid import models
+    from tfvid.data.modality import MODALITIES
+    from tfvid.models.backbones import BACKBONES
+    if FLAGS.model not in models.MODELS:
+        raise app.UsageError(f"--model={FLAGS.model!r} is unknown; choose one of {sorted(models.MODELS)}")
+    if FLAGS.modality not in MODALITIES:
+        raise app.UsageError(f"--modality={FLAGS.modality!r} is unknown; choose one of {MODALITIES}")
+    if FLAGS.backbone not in BACKBONES:
+        raise app.UsageError(f"--backbone={FLAGS.backbone!r} is unknown; choose one of {BACKBONES}")
+    if not FLAGS.model_dir:
+        raise app.UsageError("--model_dir is required")
+    if (FLAGS.steps > 0) == (FLAGS.epochs > 0):
+        raise app.UsageError("give exactly one of --steps and --epochs (positive)")
+    for name in ("batch_size", "input_size", "num_segments", "log_every", "checkpoint_every"):
+        if getattr(FLAGS, name) <= 0:
+            raise app.UsageError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
+    if FLAGS.width <= 0 or FLAGS.lr <= 0:
+        raise app.UsageError("--width and --lr must be positive")
+    if FLAGS.dropout is not None and not 0 <= FLAGS.dropout < 1:
+        raise app.UsageError(f"--dropout must be in [0, 1), got {FLAGS.dropout}")
+    try:
+        steps = [int(s) for s in FLAGS.lr_steps]
+    except ValueError:
+        raise app.UsageError(f"--lr_steps must be integers, got {FLAGS.lr_steps}") from None
+    if FLAGS.lr_schedule != "step" and steps:
+        raise app.UsageError("--lr_steps only applies to --lr_schedule=step")
+    if FLAGS.lr_schedule == "plateau" and not (FLAGS.val_data and FLAGS.eval_every > 0):
+        raise app.UsageError("--lr_schedule=plateau needs --val_data and --eval_every > 0")
+    if steps != sorted(set(steps)) or any(s <= 0 for s in steps):
+        raise app.UsageError(f"--lr_steps must be positive and increasing, got {steps}")
+
+
+def builder_kwargs(builder) -> dict:
+    """Network keywords from the flags that the model builder accepts."""
+    params = inspect.signature(builder).parameters
+    any_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    values = {"backbone": FLAGS.backbone, "modality": FLAGS.modality, "width": FLAGS.width,
+              "input_size": FLAGS.input_size, "num_segments": FLAGS.num_segments,
+              "new_length": FLAGS.new_length, "consensus": FLAGS.consensus,
+              "dropout": FLAGS.dropout, "partial_bn": FLAGS.partial_bn, "weights": FLAGS.weights}
+    return {k: v for k, v in values.items() if (k in params or any_kw) and
+            (v is not None or k == "weights")}
+
+
+def make_sampler():
+    import dataclasses
+    from tfvid.data import sampling
+    name = DEFAULT_SAMPLER.get(FLAGS.model, "tsn")
+    fields = {f.name for f in dataclasses.fields(sampling.SAMPLERS[name])}
+    kw = {"num_segments": FLAGS.num_segments} if "num_segments" in fields else {}
+    if "num_frames" in fields:
+        kw["num_frames"] = FLAGS.num_segments
+    if "new_length" in fields:
+        from tfvid.models.tsn import DEFAULT_NEW_LENGTH
+        kw["new_length"] = FLAGS.new_length or DEFAULT_NEW_LENGTH[FLAGS.modality]
+    return sampling.get_sampler(name, **kw)
+
+
+def resolve_num_classes(train_files, val_files) -> tuple[int, list[str] | None]:
+    names = read_classes(train_files)
+    num_classes = FLAGS.num_classes
+    if num_classes <= 0:
+        if names is None:
+            raise app.UsageError("--num_classes=0 needs classes.txt beside the training data "
+                                 f"({os.path.dirname(os.path.abspath(train_files[0]))}); "
+                                 "give --num_classes")
+        num_classes = len(names)
+    elif names is not None and len(names) != num_classes:
+        raise app.UsageError(f"--num_classes={num_classes} but classes.txt beside the training "
+                             f"data lists {len(names)} classes")
+    for flag, files in (("train_data", train_files), ("val_data", val_files)):
+        if not files:
+            continue
+        labels = sample_labels(files)
+        bad = sorted({lab for lab in labels if not 0 <= lab < num_classes})
+        if bad:
+            raise app.UsageError(f"--{flag} holds labels {bad[:10]} outside [0, {num_classes}) "
+                                 f"(--num_classes={num_classes}); -1 means an unlabeled video")
+    return num_classes, names
+
+
+def check_previous_run(model_dir: str, config: dict) -> None:
+    """A model_dir of another network (different run_config model keys) -> UsageError."""
+    path = os.path.join(model_dir, RUN_CONFIG)
+    if not (FLAGS.resume and os.path.isfile(path)):
+        return
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    diff = {k: (old.get(k), config.get(k)) for k in MODEL_KEYS if old.get(k) != config.get(k)}
+    if diff:
+        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise app.UsageError(f"--model_dir={model_dir} holds a run of a different model ({detail});"
+                             " use another --model_dir")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    check_flags()
+    train_files = resolve_files(FLAGS.train_data, "train_data")
+    val_files = resolve_files(FLAGS.val_data, "val_data") if FLAGS.val_data else None
+    from tfvid.train.strategy import make_strategy  # before any TF op (multi-worker needs it)
+    strategy = make_strategy(FLAGS.strategy)
+    from tfvid import models
+    from tfvid.data import build_dataset
+    from tfvid.train.loop import train
+    from tfvid.train.schedules import make_schedule
+
+    num_classes, class_names = resolve_num_classes(train_files, val_files)
+    steps = FLAGS.steps
+    if FLAGS.epochs > 0:
+        videos = count_videos(train_files)
+        steps = max(1, math.ceil(FLAGS.epochs * videos / FLAGS.batch_size))
+        logging.info("%g epochs of %d videos at batch %d = %d steps", FLAGS.epochs, videos,
+                     FLAGS.batch_size, steps)
+    sampler = make_sampler()
+    builder = models.MODELS[FLAGS.model]
+    kwargs = builder_kwargs(builder)
+    config = {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS}
+    config.update(num_classes=num_classes, steps=steps, sampler=sampler.config(),
+                  class_names=class_names, train_files=train_files, val_files=val_files,
+                  num_replicas=strategy.num_replicas_in_sync)
+    check_previous_run(FLAGS.model_dir, config)
+    os.makedirs(FLAGS.model_dir, exist_ok=True)
+    from tfvid.train.strategy import is_chief
+    if is_chief(strategy):
+        with open(os.path.join(FLAGS.model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=1)
+
+    def model_fn():
+        return models.build(FLAGS.model, num_classes, **kwargs)
+
+    def dataset_fn(ctx, files=train_files, mode="train"):
+        return build_dataset(files, sampler=sampler, mode=mode, modality=FLAGS.modality,
+                             batch_size=FLAGS.batch_size, input_size=FLAGS.input_size,
+                             backbone=FLAGS.backbone, seed=FLAGS.seed, input_context=ctx)
+
+    def val_fn(ctx):
+        return dataset_fn(ctx, val_files, "val")
+
+    lr = make_schedule(FLAGS.lr_schedule, FLAGS.lr, [int(s) for s in FLAGS.lr_steps],
+                       patience=FLAGS.lr_patience)
+    result = train(model_fn, dataset_fn, model_dir=FLAGS.model_dir, steps=steps,
+                   global_batch_size=FLAGS.batch_size, strategy=strategy, learning_rate=lr,
+                   momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay,
+                   clip_norm=FLAGS.clip_norm or None, val_dataset_fn=val_fn if val_files else None,
+                   eval_every=FLAGS.eval_every if val_files else 0, log_every=FLAGS.log_every,
+                   checkpoint_every=FLAGS.checkpoint_every, resume=FLAGS.resume, seed=FLAGS.seed,
+                   progress=FLAGS.progress)
+    print(json.dumps(result.metrics, indent=1))
+    return result.metrics
+
+
+_OWN_FLAGS = ("strategy", "model", "modality", "backbone", "width", "input_size", "num_segments",
+              "new_length", "consensus", "dropout", "partial_bn", "weights", "train_data",
+              "val_data", "num_classes", "batch_size", "lr", "lr_schedule", "lr_steps",
+              "lr_patience", "momentum", "weight_decay", "clip_norm", "steps", "epochs",
+              "model_dir", "resume", "seed", "eval_every", "log_every", "checkpoint_every")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

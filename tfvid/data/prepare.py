@@ -1,0 +1,399 @@
+"""Dataset preparation: videos -> sharded TFRecords of SequenceExamples and/or raw-frame folders.
+
+`prepare(entries, class_names, output_dir=..., split=...)` writes, for one split:
+
+    output_dir/classes.txt                          class names, one per line, index order
+    output_dir/<split>-00000-of-00008.tfrecord ...  one SequenceExample per video (schema.py)
+    output_dir/frames/<split>/<video_id>/img_00001.jpg, flow_x_00001.jpg, flow_y_00001.jpg
+    output_dir/<split>.list                         "frames/<split>/<video_id> <num_frames> <label>"
+    output_dir/<split>-rejects.tsv                  path <TAB> reason of every skipped video
+    output_dir/<split>-summary.json                 videos, frames, rejects, shards, seconds
+    output_dir/<split>-manifest.json                options and the video ids of each shard
+    output_dir/<split>-progress.jsonl               one line per finished shard (bytes, rejects)
+
+Reliability: shards and frame folders are written under temporary names and renamed only when
+complete, so a crash never leaves a partial file under a final name. A rerun with the same
+options skips finished shards (logged in the progress file with their byte size) and frame
+folders and redoes the rest; a rerun with different options or a different video list is
+refused. A video that is missing, empty, undecodable, has zero frames, has no label, or whose
+flow and RGB frame counts disagree is skipped and listed in the rejects file; every other video
+is written. Unlabeled entries are written (label absent) only when the whole split is unlabeled
+(e.g. Kinetics or Something-Something test lists) or allow_unlabeled=True.
+
+Work runs in `workers` processes (tfvid.data.prepare_worker; spawned, they import PyAV/OpenCV,
+not TensorFlow); the main process writes the shards in a fixed order, so the output is the same
+for any worker count.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Sequence
+
+from tqdm import tqdm
+
+from tfvid.data.indexes import VideoEntry
+from tfvid.data.prepare_worker import OrderedResults, count_frame_files
+
+LAYOUTS = ("tfrecord", "frames", "both")
+FLOW_METHODS = ("none", "tvl1", "dis", "farneback")
+MANIFEST_VERSION = 1
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def shard_paths(output_dir: str, split: str) -> list[str]:
+    """Final shard files of a split, sorted (temporary files are never matched)."""
+    pre = f"{split}-"
+    return sorted(os.path.join(output_dir, f) for f in os.listdir(output_dir)
+                  if f.startswith(pre) and f.endswith(".tfrecord") and "-of-" in f[len(pre):])
+
+
+def assign_shards(sizes: Sequence[int], num_shards: int) -> list[list[int]]:
+    """Splits items into num_shards lists of indices with balanced counts and byte sizes.
+
+    Items are taken largest first and dealt in a snake order (0..S-1, S-1..0, ...): counts
+    differ by at most one and sizes stay close. Each index appears exactly once; each shard
+    keeps its items in ascending index order.
+    """
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
+    shards: list[list[int]] = [[] for _ in range(num_shards)]
+    for rank, i in enumerate(order):
+        r, pos = divmod(rank, num_shards)
+        shards[pos if r % 2 == 0 else num_shards - 1 - pos].append(i)
+    return [sorted(s) for s in shards]
+
+
+def count_records(path: str) -> int:
+    """Number of records in a TFRecord file; ValueError naming the file if it is truncated/corrupt."""
+    import tensorflow as tf
+    try:
+        return sum(1 for _ in tf.data.TFRecordDataset(path))
+    except tf.errors.DataLossError as e:
+        first = (e.message or str(e)).strip().splitlines()[0]
+        raise ValueError(f"{path}: truncated or corrupt TFRecord shard ({first}); delete it and "
+                         "rerun prepare_data to rewrite it") from None
+
+
+# ---------------------------------------------------------------- small file helpers
+
+def _tmp_name(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.tmp-{os.getpid()}")
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = _tmp_name(path)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _ensure_writable(output_dir: str) -> None:
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        probe = os.path.join(output_dir, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(f"output_dir {output_dir!r} is not a writable folder "
+                              f"({type(e).__name__}: {e.strerror or e})") from None
+
+
+def _write_classes(output_dir: str, class_names: Sequence[str]) -> None:
+    path = os.path.join(output_dir, "classes.txt")
+    text = "".join(f"{c}\n" for c in class_names)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            if f.read() != text:
+                raise ValueError(f"{path} lists other classes than this dataset index; "
+                                 "use a fresh output_dir or delete the old outputs")
+        return
+    _atomic_write(path, text)
+
+
+def _remove_stale_temps(output_dir: str, split: str, frames_root: str) -> None:
+    """Deletes temporary files of crashed runs (they are never read as results)."""
+    for f in os.listdir(output_dir):
+        if f.startswith((f".{split}-", f".{split}.list")) and ".tmp-" in f:
+            os.remove(os.path.join(output_dir, f))
+    if os.path.isdir(frames_root):
+        for f in os.listdir(frames_root):
+            if f.startswith(".tmp-"):
+                shutil.rmtree(os.path.join(frames_root, f), ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the preparation job
+
+def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output_dir: str,
+            split: str, num_shards: int = 8, frame_size: tuple[int, int] | None = (340, 256),
+            short_side: int | None = None, fps: float | None = None, flow: str = "none",
+            layout: str = "tfrecord", workers: int = 2, jpeg_quality: int = 90,
+            flow_bound: float = 20.0, allow_unlabeled: bool | None = None,
+            progress: bool = True) -> dict:
+    """Prepares one split (see the module docstring for the files). Returns the summary dict:
+
+    split, layout, videos (written), frames (RGB frames written), rejects, shards (count),
+    shards_skipped (finished earlier), frame_folders, seconds, output_dir, files.
+    frame_size is (width, height) (TSN: 340x256); short_side keeps the aspect ratio instead.
+    allow_unlabeled: None = write unlabeled videos only if no entry of the split has a label.
+    """
+    start = time.time()
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if flow not in FLOW_METHODS:
+        raise ValueError(f"flow must be one of {', '.join(FLOW_METHODS)}, got {flow!r}")
+    if num_shards < 1 or workers < 1 or not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"need num_shards >= 1, workers >= 1 and 1 <= jpeg_quality <= 100, got "
+                         f"{num_shards}, {workers}, {jpeg_quality}")
+    if not split or "/" in split or split.startswith("."):
+        raise ValueError(f"bad split name {split!r}")
+    output_dir = os.path.abspath(output_dir)
+    _ensure_writable(output_dir)
+    entries = list(entries)
+    _check_entries(entries, class_names)
+    _write_classes(output_dir, class_names)
+    write_records, write_frames = layout in ("tfrecord", "both"), layout in ("frames", "both")
+    frames_root = os.path.join(output_dir, "frames", split)
+    if write_frames:
+        os.makedirs(frames_root, exist_ok=True)
+    _remove_stale_temps(output_dir, split, frames_root)
+
+    if allow_unlabeled is None:
+        allow_unlabeled = all(e.label is None for e in entries)
+    pre_rejects = {}
+    for e in entries:
+        if e.label is None and not allow_unlabeled:
+            pre_rejects[e.video_id] = "no label"
+        elif not os.path.isfile(e.path):
+            pre_rejects[e.video_id] = "video file not found"
+        elif os.path.getsize(e.path) == 0:
+            pre_rejects[e.video_id] = "empty file (0 bytes)"
+
+    options = {"frame_size": list(frame_size) if frame_size else None, "short_side": short_side,
+               "fps": fps, "flow": flow, "flow_bound": flow_bound, "jpeg_quality": jpeg_quality,
+               "class_names": list(class_names)}
+    manifest_path = os.path.join(output_dir, f"{split}-manifest.json")
+    progress_path = os.path.join(output_dir, f"{split}-progress.jsonl")
+    if not os.path.exists(manifest_path) and os.path.exists(progress_path):
+        os.remove(progress_path)  # a progress log without its manifest belongs to nothing
+    manifest = _load_manifest(manifest_path, options)
+    if write_records:
+        _plan_shards(manifest, manifest_path, entries, num_shards, split)
+    _atomic_write(manifest_path, json.dumps(manifest, indent=1))
+
+    by_id = {e.video_id: e for e in entries}
+    common = {"options": options, "frames_root": frames_root}
+
+    def task(e: VideoEntry, want_example: bool) -> dict | None:
+        frames_dir = None
+        if write_frames and not os.path.isdir(os.path.join(frames_root, e.video_id)):
+            frames_dir = os.path.join(frames_root, e.video_id)
+        if not want_example and frames_dir is None:
+            return None
+        return {**common, "video_id": e.video_id, "path": e.path, "want_example": want_example,
+                "frames_dir": frames_dir}
+
+    # Tasks of unfinished shards first (in shard order, as _write_shard consumes them), then
+    # frame folders still missing for videos of finished shards (or of the frames layout).
+    # A finished shard keeps the rejects recorded when it was written.
+    tasks, todo_shards, frame_only, rejects = [], [], [], {}
+    done = _load_progress(progress_path) if write_records else {}
+    if write_records:
+        for shard in manifest["shards"]:
+            info = done.get(shard["name"])
+            path = os.path.join(output_dir, shard["name"])
+            if info and os.path.isfile(path) and os.path.getsize(path) == info["bytes"]:
+                shard_rejects = {vid: reason for _, vid, reason in info["rejects"]}
+                rejects.update(shard_rejects)
+                frame_only += [by_id[i] for i in shard["video_ids"] if i not in shard_rejects]
+            else:
+                done.pop(shard["name"], None)
+                todo_shards.append(shard)
+                ids = shard["video_ids"]
+                rejects.update({i: pre_rejects[i] for i in ids if i in pre_rejects})
+                tasks += [task(by_id[i], True) for i in ids if i not in pre_rejects]
+    else:
+        frame_only = entries
+    for e in frame_only:
+        t = task(e, False)
+        if t is not None and e.video_id in pre_rejects:
+            rejects[e.video_id] = pre_rejects[e.video_id]
+        elif t is not None:
+            tasks.append(t)
+    skipped = len(done)
+    results = OrderedResults(tasks, workers)  # workers start while TensorFlow is imported
+    bar = None
+    try:
+        if todo_shards:
+            import tensorflow  # noqa: F401 (used by _write_shard; imported before the timer starts)
+        bar = tqdm(total=len(tasks), unit="video", desc=f"prepare {split}",
+                   disable=not progress, dynamic_ncols=True)
+        if write_records:
+            for shard in todo_shards:
+                done[shard["name"]] = _write_shard(shard, options, output_dir, progress_path,
+                                                   results, by_id, pre_rejects, rejects, bar)
+        for result in results:  # frame folders of videos whose shards were already finished
+            if "reject" in result:
+                rejects[result["video_id"]] = result["reject"]
+            bar.update(1)
+            bar.set_postfix(rejects=len(rejects))
+    finally:
+        results.close()
+        if bar is not None:
+            bar.close()
+
+    return _finish(entries, rejects, manifest, done, output_dir, split, layout, frames_root,
+                   skipped, start)
+
+
+def _check_entries(entries: list[VideoEntry], class_names: Sequence[str]) -> None:
+    seen = set()
+    for e in entries:
+        if e.video_id in seen:
+            raise ValueError(f"duplicate video id {e.video_id!r} ({e.path}); ids must be unique "
+                             "within a split")
+        seen.add(e.video_id)
+        parts = e.video_id.split("/")
+        if not e.video_id or os.path.isabs(e.video_id) or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"bad video id {e.video_id!r} ({e.path}): must be a relative name")
+        if e.label is not None and not 0 <= e.label < len(class_names):
+            raise ValueError(f"video {e.video_id!r}: label {e.label} is outside "
+                             f"0..{len(class_names) - 1}")
+
+
+def _load_manifest(path: str, options: dict) -> dict:
+    if not os.path.exists(path):
+        return {"version": MANIFEST_VERSION, "options": options}
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    old = manifest.get("options", {})
+    diff = sorted(k for k in set(old) | set(options) if old.get(k) != options.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {options.get(k)!r}" for k in diff if
+                          k != "class_names") or "class_names differ"
+        raise ValueError(f"{path}: this split was prepared with other options ({shown}); "
+                         "rerun with the same options to resume, or use a fresh output_dir")
+    return manifest
+
+
+def _load_progress(path: str) -> dict[str, dict]:
+    """Finished shards {name: {name, bytes, videos, frames, rejects}} from the progress log.
+
+    One JSON line is appended per finished shard; a line cut by a crash is ignored.
+    """
+    done, bad = {}, False
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    info = json.loads(line)
+                    done[info["name"]] = info
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    bad = True
+    if bad:  # rewrite without the broken line, so the next append starts on a fresh line
+        _atomic_write(path, "".join(json.dumps(i) + "\n" for i in done.values()))
+    return done
+
+
+def _plan_shards(manifest, manifest_path, entries, num_shards, split) -> None:
+    ids = [e.video_id for e in entries]
+    if "shards" in manifest:
+        old_ids = sorted(i for s in manifest["shards"] for i in s["video_ids"])
+        if len(manifest["shards"]) != min(num_shards, max(len(ids), 1)) or old_ids != sorted(ids):
+            raise ValueError(f"{manifest_path}: this split was sharded for another video list or "
+                             "shard count; use the same index and --num_shards, or a fresh "
+                             "output_dir")
+        return
+    n = min(num_shards, max(len(ids), 1))
+    sizes = [os.path.getsize(e.path) if os.path.isfile(e.path) else 0 for e in entries]
+    manifest["shards"] = [{"name": shard_name(split, k, n), "video_ids": [ids[i] for i in s]}
+                          for k, s in enumerate(assign_shards(sizes, n))]
+
+
+def _write_shard(shard, options, output_dir, progress_path, results, by_id, pre_rejects,
+                 rejects, bar) -> dict:
+    """Consumes this shard's results in order, writes a temp file, renames it when complete,
+    then appends the shard's record to the progress log and returns it."""
+    import tensorflow as tf
+    from tfvid.data import schema
+    final = os.path.join(output_dir, shard["name"])
+    tmp = _tmp_name(final)
+    videos = frames = 0
+    shard_rejects = [[by_id[i].path, i, pre_rejects[i]] for i in shard["video_ids"]
+                     if i in pre_rejects]
+    try:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for vid in shard["video_ids"]:
+                if vid in pre_rejects:
+                    continue
+                r = next(results)
+                if r["video_id"] != vid:
+                    raise RuntimeError(f"internal error: result for {r['video_id']!r} while "
+                                       f"writing {vid!r} of {shard['name']}")
+                bar.update(1)
+                if "reject" in r:
+                    rejects[vid] = r["reject"]
+                    shard_rejects.append([r["path"], vid, r["reject"]])
+                else:
+                    e = by_id[vid]
+                    ex = schema.make_example(
+                        vid, r["frames"], height=r["height"], width=r["width"],
+                        frame_rate=r["frame_rate"], timestamps_us=r["timestamps"],
+                        label_index=e.label, label_string=e.label_name, data_path=e.path,
+                        flow_x=r["flow_x"], flow_y=r["flow_y"],
+                        flow_bound=options["flow_bound"], flow_method=options["flow"])
+                    writer.write(ex.SerializeToString())
+                    videos += 1
+                    frames += r["num_frames"]
+                bar.set_postfix(rejects=len(rejects))
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    info = {"name": shard["name"], "bytes": os.path.getsize(final), "videos": videos,
+            "frames": frames, "rejects": shard_rejects}
+    with open(progress_path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(info) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return info
+
+
+def _finish(entries, rejects, manifest, done, output_dir, split, layout, frames_root, skipped,
+            start):
+    files = {"rejects": os.path.join(output_dir, f"{split}-rejects.tsv"),
+             "summary": os.path.join(output_dir, f"{split}-summary.json"),
+             "classes": os.path.join(output_dir, "classes.txt")}
+    lines = ["path\treason\n"]
+    lines += [f"{e.path}\t{rejects[e.video_id]}\n" for e in entries if e.video_id in rejects]
+    _atomic_write(files["rejects"], "".join(lines))
+    videos = frames = folders = 0
+    if layout in ("frames", "both"):
+        rows = []
+        for e in entries:
+            folder = os.path.join(frames_root, e.video_id)
+            if e.video_id not in rejects and os.path.isdir(folder):
+                n = count_frame_files(folder)
+                rel = os.path.relpath(folder, output_dir).replace(os.sep, "/")
+                rows.append(f"{rel} {n} {e.label if e.label is not None else -1}\n")
+                folders += 1
+                videos, frames = videos + 1, frames + n
+        files["list"] = os.path.join(output_dir, f"{split}.list")
+        _atomic_write(files["list"], "".join(rows))
+    shards = manifest.get("shards", []) if layout != "frames" else []
+    if shards:
+        infos = [done[s["name"]] for s in shards]
+        videos, frames = sum(d["videos"] for d in infos), sum(d["frames"] for d in infos)
+        files["shards"] = [os.path.join(output_dir, s["name"]) for s in shards]
+    summary = {"split": split, "layout": layout, "videos": videos, "frames": frames,
+               "rejects": len(rejects), "shards": len(shards), "shards_skipped": skipped,
+               "frame_folders": folders, "seconds": round(time.time() - start, 3),
+               "output_dir": output_dir, "files": files}
+    _atomic_write(files["summary"], json.dumps(summary, indent=1))
+    return summary
