@@ -1,1 +1,16 @@
-"""tfvid.export."""
+"""tfvid.export: SavedModel exports in the TF Serving layout (savedmodel) and TFLite (tflite).
+
+    from tfvid.export import export_saved_model, load_export
+"""
+from tfvid.export.savedmodel import (  # noqa: F401
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    SIGNATURE_NAME,
+    LoadedExport,
+    export_saved_model,
+    load_export,
+    next_version,
+    read_sidecar,
+    read_warmup_requests,
+    resolve_export_dir,
+)

@@ -1,0 +1,304 @@
+"""Video decoding (PyAV), frame JPEG coding and a small video writer.
+
+Decoding happens once, at dataset-preparation time; training reads JPEG frames from TFRecords.
+
+Resizing uses PyAV's reformat (FFmpeg swscale, AREA filter) fused with the YUV -> RGB conversion:
+measured on this machine for a 640x480 H.264 source resized to 340x256, decode + convert +
+resize took about 5.8 ms/frame with swscale AREA against 11.4 ms/frame with
+``to_ndarray(rgb24)`` followed by ``cv2.resize(INTER_AREA)`` (7.9 ms with INTER_LINEAR), and
+swscale AREA is an anti-aliased downscale like INTER_AREA (mean absolute difference ~1 level).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from fractions import Fraction
+from typing import Iterator, Sequence
+
+import av
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RESIZE_INTERPOLATION = "AREA"  # swscale filter used by read_video (see the module docstring)
+
+# Default encoder per container extension; all present in this PyAV build (av.codecs_available).
+DEFAULT_CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264",
+                  ".avi": "mpeg4", ".webm": "libvpx-vp9"}
+
+
+class VideoError(Exception):
+    """A video that cannot be read. The message names the file and the reason."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclasses.dataclass
+class Video:
+    """Decoded frames of one video.
+
+    frames:        uint8 (n, H, W, 3), RGB.
+    frame_rate:    frames per second of the returned frames (the `fps` asked for, if any).
+    timestamps_us: int64 (n,), presentation time of each returned frame in microseconds,
+                   relative to the first decoded frame (which is at 0).
+    source_size:   (width, height) of the stream before resizing.
+    """
+    frames: np.ndarray
+    frame_rate: float
+    timestamps_us: np.ndarray
+    source_size: tuple[int, int]
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the returned frames."""
+        return int(self.frames.shape[2]), int(self.frames.shape[1])
+
+
+def _even(x: float) -> int:
+    return max(2, int(np.floor(x / 2.0 + 0.5)) * 2)  # nearest even, halves up
+
+
+def output_size(source_size: tuple[int, int], frame_size: tuple[int, int] | None = (340, 256),
+                short_side: int | None = None) -> tuple[int, int]:
+    """(width, height) that read_video produces for a source of `source_size` (w, h).
+
+    short_side keeps the aspect ratio (both sides rounded to even numbers); otherwise frame_size
+    (w, h) is used as given; frame_size=None keeps the source size.
+    """
+    w, h = source_size
+    if short_side is not None:
+        if short_side <= 0:
+            raise ValueError(f"short_side must be positive, got {short_side}")
+        if w <= h:
+            return _even(short_side), _even(h * short_side / w)
+        return _even(w * short_side / h), _even(short_side)
+    if frame_size is None:
+        return int(w), int(h)
+    fw, fh = frame_size
+    if fw <= 0 or fh <= 0:
+        raise ValueError(f"frame_size must be positive (width, height), got {frame_size}")
+    return int(fw), int(fh)
+
+
+def _frame_seconds(frame: av.VideoFrame, index: int, rate: float) -> float:
+    t = frame.time
+    return float(t) if t is not None else index / rate
+
+
+def _decoded_frames(container, stream, path) -> Iterator[av.VideoFrame]:
+    """Yields decoded frames; an error after at least one frame ends the video with a warning."""
+    count = 0
+    try:
+        for frame in container.decode(stream):
+            count += 1
+            yield frame
+    except (av.FFmpegError, ValueError, RuntimeError) as e:  # broken packets, truncated file
+        if count == 0:
+            raise VideoError(path, f"no decodable frame ({type(e).__name__}: {e})") from e
+        log.warning("%s: decoding stopped after %d frames (%s: %s); keeping those frames",
+                    path, count, type(e).__name__, e)
+
+
+def read_video(path, *, frame_size: tuple[int, int] | None = (340, 256),
+               short_side: int | None = None, fps: float | None = None,
+               max_frames: int | None = None) -> Video:
+    """Decodes the first video stream of `path` into RGB frames.
+
+    Args:
+      path: a video file (any container and codec FFmpeg reads).
+      frame_size: (width, height) to resize to (TSN stores 340x256); None keeps the source size.
+      short_side: if set, resize so the shorter side is this long, keeping the aspect ratio
+        (sizes rounded to even numbers); frame_size is then ignored.
+      fps: if set, resample in time: for each tick t0 + k/fps (t0 = first frame time, up to the
+        last frame time plus half a source frame) keep the decoded frame nearest the tick (frames
+        repeat when fps exceeds the source rate). None keeps every frame.
+      max_frames: stop after this many returned frames.
+
+    Returns:
+      Video with frames uint8 (n, H, W, 3).
+
+    Raises:
+      VideoError: missing file, not a video or corrupt container, no video stream, or no
+        decodable frame. Errors after some frames were decoded keep those frames (warning).
+    """
+    path = os.fspath(path)
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if not os.path.exists(path):
+        raise VideoError(path, "file not found")
+    if os.path.isdir(path):
+        raise VideoError(path, "is a directory, not a video file")
+    if os.path.getsize(path) == 0:
+        raise VideoError(path, "empty file (0 bytes)")
+    try:
+        container = av.open(path, mode="r")
+    except av.FFmpegError as e:
+        raise VideoError(path, f"not a readable video container ({type(e).__name__}: {e})") from e
+    try:
+        if not container.streams.video:
+            raise VideoError(path, "no video stream in the container")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx is None:
+            raise VideoError(path, "video stream without a usable decoder (corrupt or unknown codec)")
+        stream.thread_type = "AUTO"
+        source_size = (int(ctx.width), int(ctx.height))
+        declared = int(stream.frames or 0)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        src_rate = float(rate) if rate else 0.0
+
+        frames: list[np.ndarray] = []
+        times: list[float] = []
+        out_size = None
+
+        def convert(frame: av.VideoFrame) -> np.ndarray:
+            nonlocal out_size
+            if out_size is None:  # the decoded size is authoritative (headers can be 0x0)
+                out_size = output_size((frame.width, frame.height), frame_size, short_side)
+            w, h = out_size
+            if (frame.width, frame.height) == (w, h):
+                return frame.to_ndarray(format="rgb24")
+            return frame.to_ndarray(width=w, height=h, format="rgb24",
+                                    interpolation=RESIZE_INTERPOLATION)
+
+        def full() -> bool:
+            return max_frames is not None and len(frames) >= max_frames
+
+        t0 = None
+        decoded = 0
+        prev = None  # (seconds, frame) of the previous decoded frame, for fps resampling
+        k = 0        # next tick index
+        for i, frame in enumerate(_decoded_frames(container, stream, path)):
+            decoded = i + 1
+            if i == 0:
+                source_size = (frame.width, frame.height)
+            t = _frame_seconds(frame, i, src_rate or 25.0)
+            if t0 is None:
+                t0 = t
+            if fps is None:
+                frames.append(convert(frame))
+                times.append(t - t0)
+            else:
+                while not full() and t0 + k / fps <= t + 1e-9:
+                    tick = t0 + k / fps
+                    use_prev = prev is not None and (tick - prev[0]) < (t - tick)
+                    chosen_t, chosen = prev if use_prev else (t, frame)
+                    frames.append(convert(chosen))
+                    times.append(chosen_t - t0)
+                    k += 1
+                prev = (t, frame)
+            if full():
+                break
+        if fps is not None and prev is not None:  # ticks after the last frame, within half a frame
+            half = 0.5 / src_rate if src_rate > 0 else 0.0
+            while not full() and t0 + k / fps <= prev[0] + half + 1e-9:
+                frames.append(convert(prev[1]))
+                times.append(prev[0] - t0)
+                k += 1
+        if not full() and declared and decoded < declared:
+            log.warning("%s: the container declares %d frames but only %d decoded "
+                        "(damaged or truncated file); keeping those", path, declared, decoded)
+    except av.FFmpegError as e:
+        raise VideoError(path, f"corrupt video ({type(e).__name__}: {e})") from e
+    finally:
+        container.close()
+
+    if not frames:
+        raise VideoError(path, "zero decodable video frames")
+    ts = np.round(np.asarray(times, np.float64) * 1e6).astype(np.int64)
+    if fps is not None:
+        frame_rate = float(fps)
+    elif src_rate > 0:
+        frame_rate = src_rate
+    elif len(ts) > 1 and ts[-1] > ts[0]:
+        frame_rate = (len(ts) - 1) * 1e6 / float(ts[-1] - ts[0])
+    else:
+        frame_rate = 25.0
+    return Video(frames=np.stack(frames), frame_rate=frame_rate, timestamps_us=ts,
+                 source_size=(int(source_size[0]), int(source_size[1])))
+
+
+def encode_jpegs(frames, quality: int = 90) -> list[bytes]:
+    """JPEG-encodes RGB frames uint8 (n, H, W, 3) (or grayscale (n, H, W)); one bytes per frame."""
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
+    out = []
+    for f in frames:
+        f = np.asarray(f)
+        if f.dtype != np.uint8:
+            raise ValueError(f"encode_jpegs expects uint8 frames, got {f.dtype}")
+        img = cv2.cvtColor(f, cv2.COLOR_RGB2BGR) if f.ndim == 3 else f
+        ok, buf = cv2.imencode(".jpg", img, params)
+        if not ok:
+            raise ValueError(f"cv2.imencode failed for a frame of shape {f.shape}")
+        out.append(buf.tobytes())
+    return out
+
+
+def decode_jpeg(data: bytes, grayscale: bool = False) -> np.ndarray:
+    """Decodes JPEG bytes to uint8 (H, W, 3) RGB, or (H, W) with grayscale=True."""
+    buf = np.frombuffer(data, np.uint8)
+    flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
+    img = cv2.imdecode(buf, flag)
+    if img is None:
+        raise ValueError(f"not a decodable JPEG ({len(data)} bytes)")
+    return img if grayscale else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def write_video(path, frames: Sequence[np.ndarray] | np.ndarray, fps: float = 25,
+                codec: str | None = None, *, bit_rate: int | None = None,
+                options: dict[str, str] | None = None) -> str:
+    """Writes uint8 RGB frames (n, H, W, 3) to a video file; returns the path.
+
+    codec defaults by extension: .mp4/.mkv/.mov libx264 (crf 18, deterministic single thread),
+    .avi mpeg4 (as UCF101's xvid), .webm libvpx-vp9. Pixel format yuv420p, so H and W must be
+    even. Quality: libx264 crf 18 and libvpx-vp9 crf 30 (constant quality); other encoders get
+    bit_rate (default 1.5 bits per pixel and frame, near-transparent mpeg4 at small sizes).
+    libx264 and mpeg4 outputs are byte-identical for identical frames.
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if codec is None:
+        if ext not in DEFAULT_CODECS:
+            raise ValueError(f"{path}: no default codec for extension {ext!r}; "
+                             f"known: {sorted(DEFAULT_CODECS)}; pass codec=")
+        codec = DEFAULT_CODECS[ext]
+    frames = [np.asarray(f) for f in frames]
+    if not frames:
+        raise ValueError(f"{path}: no frames to write")
+    h, w = frames[0].shape[:2]
+    if any(f.shape != (h, w, 3) or f.dtype != np.uint8 for f in frames):
+        raise ValueError(f"{path}: frames must all be uint8 ({h}, {w}, 3)")
+    if h % 2 or w % 2:
+        raise ValueError(f"{path}: yuv420p needs even frame sizes, got {w}x{h}")
+    opts = {}
+    if codec in ("libx264", "h264"):
+        opts = {"crf": "18", "preset": "veryfast", "threads": "1"}
+    elif codec == "libvpx-vp9":
+        opts = {"crf": "30", "b": "0", "threads": "1", "deadline": "realtime", "cpu-used": "8"}
+    opts.update(options or {})
+    rate = Fraction(fps).limit_denominator(1001)
+    container = av.open(path, mode="w")
+    try:
+        stream = container.add_stream(codec, rate=rate, options=opts)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if bit_rate is None and codec not in ("libx264", "h264", "libvpx-vp9"):
+            bit_rate = int(w * h * float(fps) * 1.5)
+        if bit_rate:
+            stream.bit_rate = int(bit_rate)
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    finally:
+        container.close()
+    return path
