@@ -1,0 +1,251 @@
+"""Clip augmentation and normalisation: pure functions on tensors (REFERENCE.md section 2).
+
+A clip is (T, H, W, C), channels-last, on the 8-bit scale (uint8 or float). One crop and one flip
+apply to every frame of a clip. Flow stacks interleave x and y on channels ([x1, y1, x2, y2, ...])
+so a horizontal flip also maps x -> 255 - x on the even channels.
+
+Training: `multiscale_crop` (TSN corner cropping with scale jitter) then `random_flip`.
+Evaluation: `center_crop`, `three_crop`, `ten_crop` return (V, T, S, S, C). They first apply TSN's
+GroupScale: when the short side of the frames differs from scale_size = input_size * 256 // 224
+(256 for 224) the frames are resized (bilinear, aspect kept) so the short side equals it; frames
+stored at that size (e.g. 340x256 for 224) are cropped as they are.
+Finally `normalize(clip, backbone, modality)` with the constants of the one `NORMALIZATION` table.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tfvid.data.modality import check_modality
+
+RGB_SCALES = (1, .875, .75, .66)
+FLOW_SCALES = (1, .875, .75)      # flow and RGB difference
+
+
+def _seed(seed):
+    return tf.constant([seed, 0], tf.int64) if isinstance(seed, int) else seed
+
+
+# ---------------------------------------------------------------------------- crop geometry
+def _crop_size_pairs_tf(width, height, scales, input_size, max_distort):
+    """int32 (P, 2) candidate (crop_w, crop_h) pairs for dynamic width/height."""
+    base = tf.cast(tf.minimum(width, height), tf.float64)
+    sizes = tf.cast(tf.floor(base * tf.constant(scales, tf.float64)), tf.int32)
+    sizes = tf.where(tf.abs(sizes - input_size) < 3, input_size, sizes)
+    pairs = [(j, i) for i in range(len(scales)) for j in range(len(scales))
+             if abs(i - j) <= max_distort]                       # (w index, h index)
+    return tf.stack([tf.gather(sizes, [p[0] for p in pairs]),
+                     tf.gather(sizes, [p[1] for p in pairs])], axis=1)
+
+
+def _fixed_crop_origins_tf(width, height, crop_w, crop_h, more_fixed=True):
+    """int32 (13 or 5, 2) (x, y) crop origins in REFERENCE order."""
+    ws, hs = (width - crop_w) // 4, (height - crop_h) // 4
+    steps = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2)]
+    if more_fixed:
+        steps += [(0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3)]
+    return tf.stack([tf.stack([a * ws, b * hs]) for a, b in steps])
+
+
+def crop_size_pairs(width: int, height: int, scales=RGB_SCALES, input_size: int = 224,
+                    max_distort: int = 1) -> list[tuple[int, int]]:
+    """TSN multi-scale candidates: list of (crop_w, crop_h).
+
+    Sizes int(short_side * scale), snapped to input_size when within 2 pixels; width and height
+    sizes are paired when their scale indices differ by at most max_distort.
+    340x256 -> sizes {256, 224, 192, 168}, 10 pairs.
+    """
+    pairs = _crop_size_pairs_tf(width, height, tuple(scales), input_size, max_distort)
+    return [tuple(int(v) for v in p) for p in pairs.numpy()]
+
+
+def fixed_crop_origins(width: int, height: int, crop_w: int, crop_h: int,
+                       more_fixed: bool = True) -> list[tuple[int, int]]:
+    """The 13 (or 5) fixed crop origins (x, y), ws = (W-cw)//4, hs = (H-ch)//4, REFERENCE order."""
+    return [tuple(int(v) for v in p)
+            for p in _fixed_crop_origins_tf(width, height, crop_w, crop_h, more_fixed).numpy()]
+
+
+def sample_crop_window(height, width, seed, input_size: int = 224, scales=RGB_SCALES,
+                       max_distort: int = 1, more_fixed: bool = True) -> tf.Tensor:
+    """A random multi-scale crop window int32 [y, x, crop_h, crop_w] (stateless `seed`).
+
+    One of the candidate (w, h) pairs, then one of the 13 fixed origins, uniformly.
+    """
+    seed = _seed(seed)
+    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    pairs = _crop_size_pairs_tf(width, height, tuple(scales), input_size, max_distort)
+    pick = tf.random.stateless_uniform([], s1, 0, tf.shape(pairs)[0], dtype=tf.int32)
+    crop_w, crop_h = pairs[pick, 0], pairs[pick, 1]
+    origins = _fixed_crop_origins_tf(width, height, crop_w, crop_h, more_fixed)
+    o = origins[tf.random.stateless_uniform([], s2, 0, tf.shape(origins)[0], dtype=tf.int32)]
+    return tf.stack([o[1], o[0], crop_h, crop_w])
+
+
+def resize(clip, size) -> tf.Tensor:
+    """Bilinear resize of (..., H, W, C) to `size` = (h, w); float32 out (8-bit value scale)."""
+    return tf.image.resize(tf.cast(clip, tf.float32), size, method="bilinear", antialias=False)
+
+
+def multiscale_crop(clip, seed, input_size: int = 224, scales=RGB_SCALES, max_distort: int = 1,
+                    more_fixed: bool = True) -> tf.Tensor:
+    """(T, H, W, C) -> float32 (T, S, S, C): a random TSN multi-scale crop, resized to S."""
+    shape = tf.shape(clip)
+    y, x, h, w = tf.unstack(sample_crop_window(shape[1], shape[2], seed, input_size, scales,
+                                               max_distort, more_fixed))
+    return resize(clip[:, y:y + h, x:x + w, :], [input_size, input_size])
+
+
+# ------------------------------------------------------------------------------------- flips
+def flip(clip, is_flow: bool = False) -> tf.Tensor:
+    """Horizontal flip of (..., H, W, C); for flow stacks also x -> 255 - x on even channels."""
+    out = tf.reverse(clip, axis=[-2])
+    if not is_flow:
+        return out
+    is_x = tf.range(tf.shape(clip)[-1]) % 2 == 0
+    return tf.where(is_x, tf.cast(255, out.dtype) - out, out)
+
+
+def random_flip(clip, seed, is_flow: bool = False) -> tf.Tensor:
+    """Flips the whole clip with probability 1/2 (stateless `seed`)."""
+    coin = tf.random.stateless_uniform([], _seed(seed)) < 0.5
+    return tf.cond(coin, lambda: flip(clip, is_flow), lambda: clip)
+
+
+# ---------------------------------------------------------------------------- evaluation views
+def scale_short_side(clip, input_size: int = 224) -> tf.Tensor:
+    """TSN GroupScale: short side -> input_size*256//224 unless already that size. float32."""
+    target = input_size * 256 // 224
+    shape = tf.shape(clip)
+    h, w = shape[-3], shape[-2]
+
+    def scaled():
+        short = tf.minimum(h, w)
+        # PIL-style sizes: the long side is int(target * long / short)
+        nh = tf.where(h == short, target, (target * h) // short)
+        nw = tf.where(w == short, target, (target * w) // short)
+        return resize(clip, tf.stack([nh, nw]))
+
+    return tf.cond(tf.minimum(h, w) == target, lambda: tf.cast(clip, tf.float32), scaled)
+
+
+def _crops(clip, origins, size):
+    """(T, H, W, C), (V, 2) (x, y) -> (V, T, size, size, C)."""
+    return tf.map_fn(lambda o: clip[:, o[1]:o[1] + size, o[0]:o[0] + size, :], origins,
+                     fn_output_signature=tf.TensorSpec([None, size, size, None], clip.dtype))
+
+
+def center_crop(clip, input_size: int = 224) -> tf.Tensor:
+    """(T, H, W, C) -> float32 (1, T, S, S, C): GroupScale then the centre S x S crop."""
+    clip = scale_short_side(clip, input_size)
+    shape = tf.shape(clip)
+    origin = tf.stack([(shape[2] - input_size) // 2, (shape[1] - input_size) // 2])
+    return _crops(clip, origin[None], input_size)
+
+
+def three_crop(clip, input_size: int = 224) -> tf.Tensor:
+    """(T, H, W, C) -> float32 (3, T, S, S, C): GroupScale then three S x S crops along the
+    longer side (start, centre, end), centred on the shorter side."""
+    clip = scale_short_side(clip, input_size)
+    shape = tf.shape(clip)
+    h, w = shape[1], shape[2]
+    along = tf.maximum(h, w) - input_size
+    across = (tf.minimum(h, w) - input_size) // 2
+    offsets = tf.stack([0, along // 2, along])
+    cross = tf.fill([3], across)
+    origins = tf.cond(w >= h, lambda: tf.stack([offsets, cross], 1),
+                      lambda: tf.stack([cross, offsets], 1))
+    return _crops(clip, origins, input_size)
+
+
+def ten_crop(clip, input_size: int = 224, is_flow: bool = False) -> tf.Tensor:
+    """(T, H, W, C) -> float32 (10, T, S, S, C): GroupScale, then 4 corners + centre (the first
+    five fixed origins, e.g. (0,0), (116,0), (0,32), (116,32), (58,16) for 224 of 340x256),
+    then the flips of those five (flow-aware). View order: 5 crops, then their 5 flips."""
+    clip = scale_short_side(clip, input_size)
+    shape = tf.shape(clip)
+    origins = _fixed_crop_origins_tf(shape[2], shape[1], input_size, input_size, False)
+    views = _crops(clip, origins, input_size)
+    return tf.concat([views, flip(views, is_flow)], axis=0)
+
+
+def eval_views(clip, num_crops: int = 1, input_size: int = 224, is_flow: bool = False):
+    """Evaluation views by count: 1 (centre), 3 (three_crop) or 10 (ten_crop). (V, T, S, S, C)."""
+    if num_crops == 1:
+        return center_crop(clip, input_size)
+    if num_crops == 3:
+        return three_crop(clip, input_size)
+    if num_crops == 10:
+        return ten_crop(clip, input_size, is_flow)
+    raise ValueError(f"num_crops must be 1, 3 or 10, got {num_crops}")
+
+
+# ----------------------------------------------------------------------------- normalisation
+_CAFFE_TSN = {"style": "caffe", "channel_order": "bgr", "scale": 1.0,
+              "mean": (104.0, 117.0, 123.0), "std": (1.0, 1.0, 1.0)}
+_CAFFE_KERAS = {"style": "caffe", "channel_order": "bgr", "scale": 1.0,
+                "mean": (103.939, 116.779, 123.68), "std": (1.0, 1.0, 1.0)}
+_TORCH = {"style": "torch", "channel_order": "rgb", "scale": 1.0 / 255.0,
+          "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+# Per backbone: RGB constants (mean/std per colour, in `channel_order`, applied after `scale`).
+# Flow: caffe style x - 128, torch style (x - 128) / 128. RGB difference: differences * scale.
+NORMALIZATION = {
+    "bninception": _CAFFE_TSN,    # TSN authors' Caffe convention
+    "resnet50": _CAFFE_KERAS,     # keras.applications.resnet 'caffe' preprocessing
+    "resnet101": _CAFFE_KERAS,
+    "resnext50": _TORCH,          # torch-style ImageNet statistics
+    "resnext101": _TORCH,
+    "tiny": _TORCH,
+}
+
+
+def normalization_config(backbone: str, modality: str = "rgb") -> dict:
+    """JSON-able normalisation of `backbone`/`modality`: out = (x[order] * scale - mean) / std.
+
+    'mean'/'std' hold 3 values repeated over each colour triple (rgb, rgbdiff) or one value
+    for every channel (flow); 'channel_order' 'bgr' reverses each RGB triple first.
+    """
+    if backbone not in NORMALIZATION:
+        raise ValueError(f"unknown backbone {backbone!r} for normalisation; known: "
+                         f"{sorted(NORMALIZATION)}")
+    check_modality(modality)
+    cfg = dict(NORMALIZATION[backbone])
+    out = {"backbone": backbone, "modality": modality, "style": cfg["style"]}
+    if modality == "rgb":
+        out.update(channel_order=cfg["channel_order"], scale=cfg["scale"],
+                   mean=list(cfg["mean"]), std=list(cfg["std"]))
+    elif modality == "rgbdiff":
+        out.update(channel_order=cfg["channel_order"], scale=cfg["scale"],
+                   mean=[0.0] * 3, std=[1.0] * 3)
+    else:
+        out.update(channel_order="xy", scale=1.0, mean=[128.0],
+                   std=[128.0 if cfg["style"] == "torch" else 1.0])
+    return out
+
+
+def normalize(clip, backbone: str, modality: str = "rgb") -> tf.Tensor:
+    """(..., C) 8-bit-scale clip -> float32 network input (see NORMALIZATION).
+
+    rgb/rgbdiff: C is a multiple of 3 (frame-major colour triples, RGB order in); flow: any C.
+    """
+    cfg = normalization_config(backbone, modality)
+    x = tf.cast(clip, tf.float32)
+    channels = x.shape[-1]
+    if channels is None:
+        raise ValueError("normalize needs a static channel count")
+    if modality != "flow" and channels % 3:
+        raise ValueError(f"modality {modality!r} needs a multiple of 3 channels, got {channels}")
+    # out[..., o] = sum_i x[..., i] * M[i, o] + bias[o]: channel order, scale, mean and std as one
+    # fixed 1x1 convolution (oneDNN runs it faster than separate reverse/multiply/add ops).
+    period = 1 if modality == "flow" else 3
+    matrix = [[0.0] * channels for _ in range(channels)]
+    bias = []
+    for o in range(channels):
+        k = o % period
+        src = o - k + (period - 1 - k if cfg["channel_order"] == "bgr" else k)
+        matrix[src][o] = cfg["scale"] / cfg["std"][k]
+        bias.append(-cfg["mean"][k] / cfg["std"][k])
+    shape = tf.shape(x)
+    flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
+    out = tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID")
+    out = tf.nn.bias_add(out, tf.constant(bias, tf.float32))
+    return tf.ensure_shape(tf.reshape(out, shape), x.shape)
