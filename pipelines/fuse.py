@@ -1,0 +1,66 @@
+"""Fuse the scores of several streams (late fusion) and report the fused metrics.
+
+    python -m pipelines.fuse --scores=runs/rgb/eval/scores.npz,runs/flow/eval/scores.npz \
+        --weights=1,1.5 --output_dir=runs/fused
+
+The fused logits are the weighted average of each stream's video logits, aligned by video id
+(TSN: RGB 1 : flow 1.5; REFERENCE.md section 2). Writes metrics.json, scores.npz,
+confusion.png, confusion.csv and per_class.csv like the evaluate job.
+"""
+from __future__ import annotations
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def _define(kind, name, default, help_text, **kw):
+    """Defines a flag unless another job imported in this process already did (shared names)."""
+    if name not in FLAGS:
+        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
+
+
+_define("string", "scores", None, "Comma-separated scores.npz files written by the evaluate job.")
+_define("string", "weights", None, "Comma-separated weights, one per score file (default equal).")
+_define("string", "output_dir", None, "Where the fused results go.")
+
+
+def parse_weights(text: str | None, count: int) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        weights = [float(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        raise ValueError(f"--weights={text!r}: expected comma-separated numbers") from None
+    if len(weights) != count:
+        raise ValueError(f"--weights has {len(weights)} values for {count} --scores files")
+    return weights
+
+
+def fuse_files(paths: list[str], weights: list[float] | None, output_dir: str) -> dict:
+    """The whole job as a function; returns the summary written to metrics.json."""
+    from tfvid.eval import fusion, metrics, plots
+    fused = fusion.fuse(paths, weights)
+    used = weights if weights is not None else [1.0] * len(paths)
+    summary = plots.write_report(fused, output_dir, title="fused streams",
+                                 extra={"fusion": {"scores": paths, "weights": used}})
+    print(metrics.format_summary(summary))
+    print(f"results written to {output_dir}")
+    return summary
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.scores or not FLAGS.output_dir:
+        raise app.UsageError("--scores and --output_dir are required")
+    paths = [p.strip() for p in FLAGS.scores.split(",") if p.strip()]
+    fuse_files(paths, parse_weights(FLAGS.weights, len(paths)), FLAGS.output_dir)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
