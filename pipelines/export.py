@@ -11,7 +11,6 @@ The signature takes one view per row: clients batch crops themselves and average
 """
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import logging
@@ -19,148 +18,32 @@ import os
 
 from absl import app, flags
 
+from pipelines.common import check_args, define_flag, flag_value
+
 FLAGS = flags.FLAGS
 DEFAULT_FRAME_SIZE = (340, 256)  # (w, h): TSN stores frames at 340x256
-# Default sampler per model family when run_config.json records none (as pipelines.evaluate).
-DEFAULT_SAMPLER = {"tsn": "tsn", "stnet": "stnet", "din": "uniform", "videomap": "uniform",
-                   "dynamic_image_net": "mdi"}
+
+define_flag("string", "model_dir", None, "Training directory with run_config.json and "
+            "checkpoints.")
+define_flag("string", "name", None, "Model name under --export_base (default: basename of "
+            "--model_dir).")
+define_flag("string", "export_base", "saved_models", "Root of the TF Serving model base paths.")
+define_flag("integer", "version", 0, "Integer version to write; 0 = next after the existing ones. "
+            "Existing versions are never overwritten.")
+define_flag("integer", "num_segments", None, "Time length T of the exported signature. Default: "
+            "the training value; 0 = variable T (models that allow it).")
+define_flag("integer", "input_size", None, "Spatial side S of the exported signature (default: "
+            "the training value).")
+define_flag("bool", "warmup", True, "Write TF Serving warmup requests "
+            "(assets.extra/tf_serving_warmup_requests).")
 
 
-def _define(kind, name, default, help_text, **kw):
-    """Defines a flag unless another job imported in this process already did (shared names)."""
-    if name not in FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
-
-
-_define("string", "model_dir", None, "Training directory with run_config.json and checkpoints.")
-_define("string", "name", None, "Model name under --export_base (default: basename of "
-        "--model_dir).")
-_define("string", "export_base", "saved_models", "Root of the TF Serving model base paths.")
-_define("integer", "version", 0, "Integer version to write; 0 = next after the existing ones. "
-        "Existing versions are never overwritten.")
-_define("integer", "num_segments", None, "Time length T of the exported signature. Default: "
-        "the training value; 0 = variable T (models that allow it).")
-_define("integer", "input_size", None, "Spatial side S of the exported signature (default: the "
-        "training value).")
-_define("bool", "warmup", True, "Write TF Serving warmup requests "
-        "(assets.extra/tf_serving_warmup_requests).")
-
-
-# ----------------------------------------------------------------------- run directory
-def load_run_config(model_dir: str) -> dict:
-    """The run_config.json of a training run (FileNotFoundError naming the dir if absent)."""
-    path = os.path.join(model_dir, "run_config.json")
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"--model_dir {model_dir!r} does not exist")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--model_dir {model_dir!r} has no run_config.json (not a tfvid "
-                                f"training run?)")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _builder_kwargs(model_name: str, run_config: dict, time_length, input_size) -> dict:
-    """Keyword arguments of the model builder taken from run_config, with overrides."""
-    from tfvid import models
-
-    if model_name not in models.MODELS:
-        raise ValueError(f"run_config model {model_name!r} is not a known model "
-                         f"({sorted(models.MODELS)})")
-    params = inspect.signature(models.MODELS[model_name]).parameters
-    kwargs = dict(run_config.get("model_kwargs") or {})
-    for key, value in run_config.items():
-        if key in params and key not in ("num_classes", "weights"):
-            kwargs.setdefault(key, value)
-    kwargs.pop("weights", None)
-    time_key = next((k for k in ("num_segments", "num_frames") if k in params), None)
-    if time_length is not None:
-        if time_key is None:
-            raise ValueError(f"model {model_name!r} has no time length argument; "
-                             f"drop --num_segments")
-        kwargs[time_key] = None if time_length == 0 else int(time_length)
-    if input_size is not None:
-        kwargs["input_size"] = int(input_size)
-    return kwargs
-
-
+# ------------------------------------------------------------------------- sidecar
 def _builder_default(model_name: str, key: str):
     from tfvid import models
 
     param = inspect.signature(models.MODELS[model_name]).parameters.get(key)
     return None if param is None or param.default is inspect.Parameter.empty else param.default
-
-
-def restore_model(model_dir: str, run_config: dict, *, time_length=None, input_size=None):
-    """Builds the run's model (optionally another T / S) and restores its latest checkpoint.
-
-    Returns (model, builder kwargs, checkpoint path).
-    """
-    import tensorflow as tf
-    from tfvid import models
-
-    name = run_config.get("model")
-    if not name:
-        raise ValueError(f"{model_dir}/run_config.json has no 'model' entry")
-    if "num_classes" not in run_config:
-        raise ValueError(f"{model_dir}/run_config.json has no 'num_classes' entry")
-    ckpt = tf.train.latest_checkpoint(model_dir)
-    if ckpt is None and os.path.isfile(os.path.join(model_dir, "final.weights.h5")):
-        ckpt = os.path.join(model_dir, "final.weights.h5")
-    if ckpt is None:
-        raise FileNotFoundError(f"--model_dir {model_dir!r} holds no checkpoint (no tf.train "
-                                f"'checkpoint' state file, no final.weights.h5)")
-    kwargs = _builder_kwargs(name, run_config, time_length, input_size)
-    model = models.build(name, int(run_config["num_classes"]), weights=None, **kwargs)
-    if ckpt.endswith(".weights.h5"):
-        model.load_weights(ckpt)
-        return model, kwargs, ckpt
-    status = tf.train.Checkpoint(model=model).restore(ckpt).expect_partial()
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as e:
-        raise ValueError(f"checkpoint {ckpt} does not match the model rebuilt from "
-                         f"{model_dir}/run_config.json: {e}") from None
-    return model, kwargs, ckpt
-
-
-def _first_train_file(run_config: dict) -> str | None:
-    """The first training file: run_config 'train_files' (resolved by the train job), else the
-    first entry of 'train_data' (a path, a glob or a comma-separated list)."""
-    files = run_config.get("train_files")
-    if files:
-        return str(files[0])
-    data = run_config.get("train_data")
-    if not data:
-        return None
-    first = data[0] if isinstance(data, (list, tuple)) else str(data).split(",")[0].strip()
-    if any(c in first for c in "*?["):
-        import tensorflow as tf
-        matches = sorted(tf.io.gfile.glob(first))
-        return matches[0] if matches else None
-    return first
-
-
-def read_class_names(run_config: dict, model_dir: str, num_classes: int) -> list[str]:
-    """Class names: run_config 'class_names', else model_dir/classes.txt, else classes.txt in the
-    data dir (folder of the first train file); class_<i> with a warning when none is found."""
-    from tfvid.data.indexes import read_classes_file
-
-    names, source = run_config.get("class_names"), f"{model_dir}/run_config.json"
-    if not names:
-        first = _first_train_file(run_config)
-        candidates = [os.path.join(model_dir, "classes.txt")]
-        if first:
-            candidates.append(os.path.join(os.path.dirname(os.path.abspath(first)), "classes.txt"))
-        for path in candidates:
-            if os.path.isfile(path):
-                names, source = read_classes_file(path), path
-                break
-        else:
-            logging.warning("no class names found (%s); using class_<i>", ", ".join(candidates))
-            return [f"class_{i}" for i in range(num_classes)]
-    if len(names) != num_classes:
-        raise ValueError(f"{source} lists {len(names)} classes but the model has {num_classes}")
-    return [str(n) for n in names]
 
 
 def _prepare_options(first: str) -> dict | None:
@@ -203,10 +86,11 @@ def read_data_context(run_config: dict) -> dict:
     file, else from its first record's context, else TSN's 340x256 (with a warning)."""
     import tensorflow as tf
     from tfvid.data import schema
+    from tfvid.train import run_dir
 
     out = {"frame_size": list(DEFAULT_FRAME_SIZE), "short_side": None, "fps": None,
            "flow_method": "tvl1", "flow_bound": 20.0}
-    first = _first_train_file(run_config)
+    first = run_dir.first_train_file(run_config)
     if not first or not os.path.isfile(first):
         logging.warning("training data %r not found; assuming %dx%d frames", first,
                         *DEFAULT_FRAME_SIZE)
@@ -237,31 +121,12 @@ def read_data_context(run_config: dict) -> dict:
     return out
 
 
-def sampler_config(model_name: str, run_config: dict, time_steps) -> dict:
-    """Test-mode sampler description whose T equals the exported time length (when fixed).
+def signature_sampler(run_config: dict, time_steps: int | None) -> dict:
+    """Config of the run's test-mode sampler whose T is the signature's (when fixed; 25 test
+    snippets when T is variable, as in the TSN test protocol). ValueError if it cannot match."""
+    from tfvid.train import run_dir
 
-    The training sampler is run_config 'sampler' (a config dict or a name) or the model family's
-    default (DEFAULT_SAMPLER) built from run_config values; its test length is then set to the
-    signature's T (25 test snippets when T is variable, as in the TSN test protocol).
-    """
-    from tfvid.data import sampling
-
-    spec = run_config.get("sampler")
-    if isinstance(spec, dict):
-        sampler = sampling.get_sampler(**spec)
-    else:
-        name = spec or DEFAULT_SAMPLER.get(model_name, "tsn")
-        fields = {f.name for f in dataclasses.fields(sampling.SAMPLERS[name])}
-        kw = {k: run_config[k] for k in fields if run_config.get(k) is not None}
-        if name == "tsn" and "new_length" not in kw:
-            from tfvid.models.tsn import DEFAULT_NEW_LENGTH
-            kw["new_length"] = DEFAULT_NEW_LENGTH[run_config.get("modality", "rgb")]
-        sampler = sampling.get_sampler(name, **kw)
-    fields = {f.name for f in dataclasses.fields(sampler)}
-    if "test_segments" in fields:
-        sampler = dataclasses.replace(sampler, test_segments=time_steps or 25)
-    elif time_steps is not None and "num_frames" in fields:
-        sampler = dataclasses.replace(sampler, num_frames=time_steps)
+    sampler = run_dir.sampler_from_config(run_config, "test", time_steps)
     steps = sampler.num_steps("test")
     if time_steps is not None and steps != time_steps:
         raise ValueError(f"sampler {sampler.config()} gives T={steps} in test mode but the "
@@ -272,6 +137,7 @@ def sampler_config(model_name: str, run_config: dict, time_steps) -> dict:
 def build_sidecar(model, model_dir: str, run_config: dict, kwargs: dict, checkpoint: str) -> dict:
     """The tfvid.json sidecar for an export of `model` restored from `model_dir`."""
     from tfvid.data import augment
+    from tfvid.train import run_dir
 
     name = run_config["model"]
     shape = list(model.input_shape)
@@ -289,10 +155,10 @@ def build_sidecar(model, model_dir: str, run_config: dict, kwargs: dict, checkpo
         "mode": "test",
     }
     return {
-        "class_names": read_class_names(run_config, model_dir, int(run_config["num_classes"])),
+        "class_names": run_dir.class_names(run_config, model_dir),
         "model": {"name": name, "builder_kwargs": kwargs, "model_dir": os.path.abspath(model_dir),
                   "checkpoint": os.path.basename(checkpoint), "run_config": run_config},
-        "sampling": sampler_config(name, run_config, time_steps),
+        "sampling": signature_sampler(run_config, time_steps),
         "decoding": decoding,
         "preprocessing": preprocessing,
         "input_shape": shape,
@@ -303,14 +169,23 @@ def build_sidecar(model, model_dir: str, run_config: dict, kwargs: dict, checkpo
 def export(model_dir: str, *, name: str | None = None, export_base: str = "saved_models",
            version: int | None = None, num_segments: int | None = None,
            input_size: int | None = None, warmup: bool = True) -> str:
-    """Restores the run in `model_dir` and exports it; returns the version directory."""
+    """Restores the run in `model_dir` and exports it; returns the version directory.
+
+    num_segments: T of the signature (None: the training value, 0: variable); input_size: its
+    spatial side (None: the training value).
+    """
     from tfvid.export import export_saved_model
+    from tfvid.train import run_dir
 
     model_dir = os.path.normpath(model_dir)
-    run_config = load_run_config(model_dir)
-    model, kwargs, ckpt = restore_model(model_dir, run_config, time_length=num_segments,
-                                        input_size=input_size)
-    sidecar = build_sidecar(model, model_dir, run_config, kwargs, ckpt)
+    run_config = run_dir.read_run_config(model_dir)
+    checkpoint = run_dir.latest_checkpoint(model_dir)      # fails before building the model
+    size = {"num_segments": run_dir.TRAINED if num_segments is None else (num_segments or None),
+            "input_size": input_size}       # num_segments 0 -> None: a variable T
+    model = run_dir.build_model(run_config, **size)
+    run_dir.restore(model, model_dir, checkpoint)
+    kwargs = run_dir.builder_kwargs(run_config, **size)
+    sidecar = build_sidecar(model, model_dir, run_config, kwargs, checkpoint)
     name = name or os.path.basename(os.path.abspath(model_dir))
     return export_saved_model(model, export_base, name, version=version or None,
                               clip_shape=model.input_shape[1:], sidecar=sidecar, warmup=warmup)
@@ -345,14 +220,11 @@ def describe(path: str) -> str:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.model_dir:
-        raise app.UsageError("--model_dir is required")
-    try:
+    check_args(argv, "model_dir")
+    try:   # flag_value: this job's defaults even when another job defined the flag first
         path = export(FLAGS.model_dir, name=FLAGS.name, export_base=FLAGS.export_base,
-                      version=FLAGS.version, num_segments=FLAGS.num_segments,
-                      input_size=FLAGS.input_size, warmup=FLAGS.warmup)
+                      version=FLAGS.version, num_segments=flag_value("num_segments", None),
+                      input_size=flag_value("input_size", None), warmup=FLAGS.warmup)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise SystemExit(f"export failed: {e}") from e
     print(describe(path))

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from pipelines.common import check_args, define_flag
+
 FLAGS = flags.FLAGS
 
-
-def _define(kind, name, default, help_text, **kw):
-    """Defines a flag unless another job imported in this process already did (shared names)."""
-    if name not in FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
-
-
-_define("string", "scores", None, "Comma-separated scores.npz files written by the evaluate job.")
-_define("string", "weights", None, "Comma-separated weights, one per score file (default equal).")
-_define("string", "output_dir", None, "Where the fused results go.")
+define_flag("string", "scores", None, "Comma-separated scores.npz files written by the evaluate "
+            "job.")
+define_flag("string", "weights", None, "Comma-separated weights, one per score file (default "
+            "equal).")
+define_flag("string", "output_dir", None, "Where the fused results go.")
 
 
 def parse_weights(text: str | None, count: int) -> list[float] | None:
@@ -50,10 +47,7 @@ def fuse_files(paths: list[str], weights: list[float] | None, output_dir: str) -
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.scores or not FLAGS.output_dir:
-        raise app.UsageError("--scores and --output_dir are required")
+    check_args(argv, "scores", "output_dir")
     paths = [p.strip() for p in FLAGS.scores.split(",") if p.strip()]
     fuse_files(paths, parse_weights(FLAGS.weights, len(paths)), FLAGS.output_dir)
 

@@ -18,22 +18,19 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from pipelines.common import check_args, define_flag, flag_value
+
 FLAGS = flags.FLAGS
 
-
-def _define(kind, name, default, help_text, **kw):
-    """Defines a flag unless another job imported in this process already did (shared names)."""
-    if name not in FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
-
-
-_define("string", "export_dir", None, "An export version dir (saved_models/<name>/<version>) or "
-        "a model dir (saved_models/<name>: the newest version).")
-_define("list", "video", None, "Video file(s) to classify, comma-separated (mp4, avi, webm...).")
-_define("integer", "num_crops", 1, "Views per clip: 1 (centre), 3 or 10 (corners + centre, "
-        "flipped).")
-_define("integer", "top_k", 5, "How many classes to print per video.")
-_define("string", "json", None, "Optional path of a JSON file for the predictions.")
+define_flag("string", "export_dir", None, "An export version dir "
+            "(saved_models/<name>/<version>) or a model dir (saved_models/<name>: the newest "
+            "version).")
+define_flag("list", "video", None, "Video file(s) to classify, comma-separated (mp4, avi, "
+            "webm...).")
+define_flag("integer", "num_crops", 1, "Views per clip: 1 (centre), 3 or 10 (corners + centre, "
+            "flipped).")
+define_flag("integer", "top_k", 5, "How many classes to print per video.")
+define_flag("string", "json", None, "Optional path of a JSON file for the predictions.")
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -144,13 +141,11 @@ def predict(export_dir: str, videos, *, num_crops: int = 1, top_k: int = 5,
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.export_dir or not FLAGS.video:
-        raise app.UsageError("--export_dir and --video are required")
-    try:
-        results = predict(FLAGS.export_dir, FLAGS.video, num_crops=int(FLAGS.num_crops),
-                          top_k=FLAGS.top_k, json_path=FLAGS.json)
+    check_args(argv, "export_dir", "video")
+    try:   # flag_value: this job's default even when evaluate defined --num_crops first
+        results = predict(FLAGS.export_dir, FLAGS.video,
+                          num_crops=int(flag_value("num_crops", 1)), top_k=FLAGS.top_k,
+                          json_path=FLAGS.json)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"predict failed: {e}") from e
     failed = [r["video"] for r in results if "error" in r]

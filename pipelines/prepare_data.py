@@ -20,6 +20,7 @@ import re
 
 from absl import app, flags
 
+from pipelines.common import check_args, define_flag
 from tfvid.data.indexes import FORMATS, load_index
 from tfvid.data.prepare import FLOW_METHODS, LAYOUTS, prepare
 
@@ -27,51 +28,52 @@ DEFAULT_SPLITS = {"ucf101": "train1,test1", "hmdb51": "train1,test1", "kinetics"
                   "ssv2": "train,validation"}
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("format", "ucf101", list(FORMATS),
-                  "Dataset index format: ucf101 (ucfTrainTestlist folder), hmdb51 (folder of "
-                  "<class>_test_split<N>.txt), kinetics (CSV label,youtube_id,time_start,time_end,"
-                  "split), ssv2 (folder of something-something-v2-*.json), folder (one subfolder "
-                  "per class), csv (path,label).")
-flags.DEFINE_string("videos_dir", None, "Folder holding the videos. With --synthetic: where the "
-                    "synthetic set is generated if missing (default <output_dir>/synthetic_videos).")
-flags.DEFINE_string("index", None, "Split files: the ucfTrainTestlist folder, the HMDB51 split "
-                    "folder, the Kinetics CSV (or a folder of CSVs), the SSv2 label folder or a "
-                    "path,label CSV. For --format=folder it defaults to --videos_dir.")
-flags.DEFINE_string("split", None, "Split name(s), comma-separated. Defaults: ucf101/hmdb51 "
-                    "'train1,test1', kinetics 'train,val', ssv2 'train,validation'; required for "
-                    "folder and csv (any name, e.g. 'train').")
-flags.DEFINE_string("output_dir", None, "Where shards, frame folders, list files, rejects and "
-                    "summaries are written.")
-flags.DEFINE_integer("num_shards", 8, "TFRecord shards per split (videos are balanced by size).",
-                     lower_bound=1)
-flags.DEFINE_enum("flow", "none", list(FLOW_METHODS),
-                  "Optical flow to store: none, tvl1 (TSN's choice, ~1.3 s per frame pair on 2 "
-                  "cores), dis (~5 ms) or farneback (~30 ms).")
-flags.DEFINE_float("flow_bound", 20.0, "Flow clip bound in pixels; stored as "
-                   "round(127.5 + 127.5/bound * v) (TSN: 20).", lower_bound=1e-3)
-flags.DEFINE_integer("workers", os.cpu_count() or 1, "Decoding processes (default: all cores; "
-                     "1 runs inline).", lower_bound=1)
-flags.DEFINE_string("frame_size", "340x256", "Stored frame size: WIDTHxHEIGHT (TSN: 340x256), "
-                    "shortN to resize the short side to N keeping the aspect ratio (e.g. "
-                    "short256), or 'original'.")
-flags.DEFINE_float("fps", 0.0, "Resample videos to this frame rate; 0 keeps every frame.",
-                   lower_bound=0.0)
-flags.DEFINE_enum("layout", "tfrecord", list(LAYOUTS),
-                  "tfrecord (sharded SequenceExamples), frames (img_00001.jpg folders + "
-                  "<split>.list, as TSN and mmaction2 read) or both.")
-flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the stored RGB frames.",
-                     lower_bound=1, upper_bound=100)
-flags.DEFINE_string("classes_file", None, "Optional class list (one name per line, index order) "
-                    "overriding the one derived from the index.")
-flags.DEFINE_boolean("synthetic", False, "Prepare the built-in synthetic dataset (UCF101 layout): "
-                     "generate it under --videos_dir if missing, then read it as --format=ucf101.")
-flags.DEFINE_integer("synthetic_classes", None, "Classes of the generated synthetic set "
-                     "(default: the generator's).", lower_bound=2)
-flags.DEFINE_integer("synthetic_videos_per_class", None, "Videos per class of the generated "
-                     "synthetic set (at least 4: one per group; default: the generator's).",
-                     lower_bound=1)
-flags.DEFINE_boolean("progress", True, "Show a progress bar.")
-
+define_flag("enum", "format", "ucf101",
+            "Dataset index format: ucf101 (ucfTrainTestlist folder), hmdb51 (folder of "
+            "<class>_test_split<N>.txt), kinetics (CSV label,youtube_id,time_start,time_end,"
+            "split), ssv2 (folder of something-something-v2-*.json), folder (one subfolder "
+            "per class), csv (path,label).", enum_values=list(FORMATS))
+define_flag("string", "videos_dir", None, "Folder holding the videos. With --synthetic: where "
+            "the synthetic set is generated if missing (default "
+            "<output_dir>/synthetic_videos).")
+define_flag("string", "index", None, "Split files: the ucfTrainTestlist folder, the HMDB51 split "
+            "folder, the Kinetics CSV (or a folder of CSVs), the SSv2 label folder or a "
+            "path,label CSV. For --format=folder it defaults to --videos_dir.")
+define_flag("string", "split", None, "Split name(s), comma-separated. Defaults: ucf101/hmdb51 "
+            "'train1,test1', kinetics 'train,val', ssv2 'train,validation'; required for "
+            "folder and csv (any name, e.g. 'train').")
+define_flag("string", "output_dir", None, "Where shards, frame folders, list files, rejects and "
+            "summaries are written.")
+define_flag("integer", "num_shards", 8, "TFRecord shards per split (videos are balanced by "
+            "size).", lower_bound=1)
+define_flag("enum", "flow", "none",
+            "Optical flow to store: none, tvl1 (TSN's choice, ~1.3 s per frame pair on 2 "
+            "cores), dis (~5 ms) or farneback (~30 ms).", enum_values=list(FLOW_METHODS))
+define_flag("float", "flow_bound", 20.0, "Flow clip bound in pixels; stored as "
+            "round(127.5 + 127.5/bound * v) (TSN: 20).", lower_bound=1e-3)
+define_flag("integer", "workers", os.cpu_count() or 1, "Decoding processes (default: all cores; "
+            "1 runs inline).", lower_bound=1)
+define_flag("string", "frame_size", "340x256", "Stored frame size: WIDTHxHEIGHT (TSN: 340x256), "
+            "shortN to resize the short side to N keeping the aspect ratio (e.g. "
+            "short256), or 'original'.")
+define_flag("float", "fps", 0.0, "Resample videos to this frame rate; 0 keeps every frame.",
+            lower_bound=0.0)
+define_flag("enum", "layout", "tfrecord",
+            "tfrecord (sharded SequenceExamples), frames (img_00001.jpg folders + "
+            "<split>.list, as TSN and mmaction2 read) or both.", enum_values=list(LAYOUTS))
+define_flag("integer", "jpeg_quality", 90, "JPEG quality of the stored RGB frames.",
+            lower_bound=1, upper_bound=100)
+define_flag("string", "classes_file", None, "Optional class list (one name per line, index "
+            "order) overriding the one derived from the index.")
+define_flag("bool", "synthetic", False, "Prepare the built-in synthetic dataset (UCF101 "
+            "layout): generate it under --videos_dir if missing, then read it as "
+            "--format=ucf101.")
+define_flag("integer", "synthetic_classes", None, "Classes of the generated synthetic set "
+            "(default: the generator's).", lower_bound=2)
+define_flag("integer", "synthetic_videos_per_class", None, "Videos per class of the generated "
+            "synthetic set (at least 4: one per group; default: the generator's).",
+            lower_bound=1)
+define_flag("bool", "progress", True, "Show a progress bar.")
 
 def parse_frame_size(text: str) -> tuple[tuple[int, int] | None, int | None]:
     """'340x256' -> ((340, 256), None); 'short256' -> (None, 256); 'original' -> (None, None)."""
@@ -113,10 +115,7 @@ def format_summary(s: dict) -> str:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.output_dir:
-        raise app.UsageError("--output_dir is required")
+    check_args(argv, "output_dir")
     frame_size, short_side = parse_frame_size(FLAGS.frame_size)
     fmt, videos_dir, index = FLAGS.format, FLAGS.videos_dir, FLAGS.index
     if FLAGS.synthetic:

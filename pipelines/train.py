@@ -14,86 +14,71 @@ TF_CONFIG='{"cluster":{"worker":["h1:2222","h2:2222"]},"task":{"type":"worker","
 from __future__ import annotations
 
 import glob
-import inspect
 import json
 import math
 import os
 
 from absl import app, flags, logging
 
+from pipelines.common import check_args, define_flag, resolve_files
+
 FLAGS = flags.FLAGS
 
+define_flag("enum", "strategy", "default", "tf.distribute strategy.",
+            enum_values=["default", "one_device", "mirrored", "multi_worker"])
+define_flag("string", "model", "tsn", "Model name in tfvid.models.MODELS.")
+define_flag("string", "modality", "rgb", "rgb, flow or rgbdiff.")
+define_flag("string", "backbone", "bninception", "Backbone name "
+            "(tfvid.models.backbones.BACKBONES).")
+define_flag("float", "width", 1.0, "Backbone width multiplier.")
+define_flag("integer", "input_size", 224, "Spatial side of the network input.")
+define_flag("integer", "num_segments", 3, "TSN segments K (time steps T of other models).")
+define_flag("integer", "new_length", None, "Frames per snippet L (default 1 rgb, 5 flow, "
+            "6 rgbdiff).")
+define_flag("string", "consensus", "avg", "Segmental consensus: avg, max, topk, weighted, "
+            "attention.")
+define_flag("float", "dropout", None, "Dropout before the classifier (default: the paper's).")
+define_flag("bool", "partial_bn", True, "Freeze every BatchNormalization but the first.")
+define_flag("string", "weights", None, "None, 'imagenet' or a weights file for the backbone.")
+define_flag("string", "train_data", None, "Training TFRecords: comma-separated globs, "
+            "directories or a .list file.")
+define_flag("string", "val_data", None, "Validation data (same forms); evaluated every "
+            "--eval_every.")
+define_flag("integer", "num_classes", 0, "Classes; 0 = count the lines of classes.txt beside "
+            "the data.")
+define_flag("integer", "batch_size", 256, "Global batch size (split over all replicas).")
+define_flag("float", "lr", 0.001, "Base learning rate.")
+define_flag("enum", "lr_schedule", "step", "step: divide by 10 at --lr_steps; plateau: divide "
+            "by 10 when validation accuracy stalls for --lr_patience evaluations; constant.",
+            enum_values=["step", "plateau", "constant"])
+define_flag("list", "lr_steps", [], "Iterations at which the step schedule divides the lr by 10.")
+define_flag("integer", "lr_patience", 2, "Evaluations without improvement before a plateau drop.")
+define_flag("float", "momentum", 0.9, "SGD momentum.")
+define_flag("float", "weight_decay", 5e-4, "L2 weight decay on kernels (Caffe form, see "
+            "tfvid.train.loop).")
+define_flag("float", "clip_norm", 40.0, "Global gradient-norm clip; 0 disables.")
+define_flag("integer", "steps", 0, "Training iterations (optimizer steps).")
+define_flag("float", "epochs", 0, "Alternative to --steps: epochs over the training videos.")
+define_flag("string", "model_dir", None, "Output directory (checkpoints, logs, "
+            "run_config.json).")
+define_flag("bool", "resume", True, "Continue from the last checkpoint in --model_dir.")
+define_flag("integer", "seed", 0, "Seed of initialisation and data sampling.")
+define_flag("integer", "eval_every", 0, "Evaluate --val_data every N steps (0: only at the end).")
+define_flag("integer", "log_every", 20, "Log and write summaries every N steps.")
+define_flag("integer", "checkpoint_every", 500, "Save a checkpoint every N steps.")
+define_flag("bool", "progress", True, "Show a progress bar.")
 
-def _define(kind, name, default, help_text, **kw):
-    """Defines a flag unless another job imported in this process already did (shared names)."""
-    if name not in FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
-
-
-_define("enum", "strategy", "default", "tf.distribute strategy.",
-        enum_values=["default", "one_device", "mirrored", "multi_worker"])
-_define("string", "model", "tsn", "Model name in tfvid.models.MODELS.")
-_define("string", "modality", "rgb", "rgb, flow or rgbdiff.")
-_define("string", "backbone", "bninception", "Backbone name (tfvid.models.backbones.BACKBONES).")
-_define("float", "width", 1.0, "Backbone width multiplier.")
-_define("integer", "input_size", 224, "Spatial side of the network input.")
-_define("integer", "num_segments", 3, "TSN segments K (time steps T of other models).")
-_define("integer", "new_length", None, "Frames per snippet L (default 1 rgb, 5 flow, 6 rgbdiff).")
-_define("string", "consensus", "avg", "Segmental consensus: avg, max, topk, weighted, attention.")
-_define("float", "dropout", None, "Dropout before the classifier (default: the paper's).")
-_define("bool", "partial_bn", True, "Freeze every BatchNormalization but the first.")
-_define("string", "weights", None, "None, 'imagenet' or a weights file for the backbone.")
-_define("string", "train_data", None, "Training TFRecords: comma-separated globs or a .list file.")
-_define("string", "val_data", None, "Validation data (same forms); evaluated every --eval_every.")
-_define("integer", "num_classes", 0, "Classes; 0 = count the lines of classes.txt beside the data.")
-_define("integer", "batch_size", 256, "Global batch size (split over all replicas).")
-_define("float", "lr", 0.001, "Base learning rate.")
-_define("enum", "lr_schedule", "step", "step: divide by 10 at --lr_steps; plateau: divide by 10 "
-        "when validation accuracy stalls for --lr_patience evaluations; constant.",
-        enum_values=["step", "plateau", "constant"])
-_define("list", "lr_steps", [], "Iterations at which the step schedule divides the lr by 10.")
-_define("integer", "lr_patience", 2, "Evaluations without improvement before a plateau drop.")
-_define("float", "momentum", 0.9, "SGD momentum.")
-_define("float", "weight_decay", 5e-4, "L2 weight decay on kernels (Caffe form, see tfvid.train.loop).")
-_define("float", "clip_norm", 40.0, "Global gradient-norm clip; 0 disables.")
-_define("integer", "steps", 0, "Training iterations (optimizer steps).")
-_define("float", "epochs", 0, "Alternative to --steps: epochs over the training videos.")
-_define("string", "model_dir", None, "Output directory (checkpoints, logs, run_config.json).")
-_define("bool", "resume", True, "Continue from the last checkpoint in --model_dir.")
-_define("integer", "seed", 0, "Seed of initialisation and data sampling.")
-_define("integer", "eval_every", 0, "Evaluate --val_data every N steps (0: only at the end).")
-_define("integer", "log_every", 20, "Log and write summaries every N steps.")
-_define("integer", "checkpoint_every", 500, "Save a checkpoint every N steps.")
-_define("bool", "progress", True, "Show a progress bar.")
-
-RUN_CONFIG = "run_config.json"
-# Sampler family per model and the flags that map onto the sampler's fields.
-DEFAULT_SAMPLER = {"tsn": "tsn", "stnet": "stnet", "din": "uniform", "videomap": "uniform",
-                   "dynamic_image_net": "mdi"}
 # run_config keys that define the network: a resumed run must agree on them.
-MODEL_KEYS = ("model", "num_classes", "backbone", "modality", "width", "input_size",
-              "num_segments", "new_length", "consensus", "partial_bn")
+RESUME_KEYS = ("model", "num_classes", "backbone", "modality", "width", "input_size",
+               "num_segments", "new_length", "consensus", "partial_bn")
 
 
-def resolve_files(spec: str, flag: str) -> list[str]:
-    """Comma-separated globs (or .list files) -> sorted paths; UsageError naming the flag."""
-    out: list[str] = []
-    for part in [p.strip() for p in (spec or "").split(",") if p.strip()]:
-        found = sorted(glob.glob(part))
-        if not found:
-            raise app.UsageError(f"--{flag}: {part!r} matches no file")
-        out += [f for f in found if f not in out]
-    if not out:
-        raise app.UsageError(f"--{flag} is required (TFRecord globs or a .list file)")
-    return out
-
-
-def read_classes(files: list[str]) -> list[str] | None:
-    path = os.path.join(os.path.dirname(os.path.abspath(files[0])), "classes.txt")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return [ln.strip() for ln in f if ln.strip()]
+def data_files(flag: str) -> list[str]:
+    """The files of --train_data / --val_data (pipelines.common.resolve_files); UsageError."""
+    try:
+        return resolve_files(FLAGS[flag].value, flag)
+    except (FileNotFoundError, ValueError) as e:
+        raise app.UsageError(str(e)) from None
 
 
 def count_videos(files: list[str]) -> int:
@@ -101,7 +86,8 @@ def count_videos(files: list[str]) -> int:
     if files[0].endswith(".list"):
         return sum(1 for f in files for ln in open(f, encoding="utf-8") if ln.strip())
     wanted = {os.path.abspath(f) for f in files}
-    for summary in glob.glob(os.path.join(os.path.dirname(os.path.abspath(files[0])), "*-summary.json")):
+    folder = os.path.dirname(os.path.abspath(files[0]))
+    for summary in glob.glob(os.path.join(folder, "*-summary.json")):
         with open(summary, encoding="utf-8") as f:
             info = json.load(f)
         shards = {os.path.abspath(s) for s in (info.get("files") or {}).get("shards", [])}
@@ -136,9 +122,11 @@ def check_flags() -> None:
     from tfvid.data.modality import MODALITIES
     from tfvid.models.backbones import BACKBONES
     if FLAGS.model not in models.MODELS:
-        raise app.UsageError(f"--model={FLAGS.model!r} is unknown; choose one of {sorted(models.MODELS)}")
+        raise app.UsageError(f"--model={FLAGS.model!r} is unknown; choose one of "
+                             f"{sorted(models.MODELS)}")
     if FLAGS.modality not in MODALITIES:
-        raise app.UsageError(f"--modality={FLAGS.modality!r} is unknown; choose one of {MODALITIES}")
+        raise app.UsageError(f"--modality={FLAGS.modality!r} is unknown; choose one of "
+                             f"{MODALITIES}")
     if FLAGS.backbone not in BACKBONES:
         raise app.UsageError(f"--backbone={FLAGS.backbone!r} is unknown; choose one of {BACKBONES}")
     if not FLAGS.model_dir:
@@ -164,34 +152,12 @@ def check_flags() -> None:
         raise app.UsageError(f"--lr_steps must be positive and increasing, got {steps}")
 
 
-def builder_kwargs(builder) -> dict:
-    """Network keywords from the flags that the model builder accepts."""
-    params = inspect.signature(builder).parameters
-    any_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    values = {"backbone": FLAGS.backbone, "modality": FLAGS.modality, "width": FLAGS.width,
-              "input_size": FLAGS.input_size, "num_segments": FLAGS.num_segments,
-              "new_length": FLAGS.new_length, "consensus": FLAGS.consensus,
-              "dropout": FLAGS.dropout, "partial_bn": FLAGS.partial_bn, "weights": FLAGS.weights}
-    return {k: v for k, v in values.items() if (k in params or any_kw) and
-            (v is not None or k == "weights")}
-
-
-def make_sampler():
-    import dataclasses
-    from tfvid.data import sampling
-    name = DEFAULT_SAMPLER.get(FLAGS.model, "tsn")
-    fields = {f.name for f in dataclasses.fields(sampling.SAMPLERS[name])}
-    kw = {"num_segments": FLAGS.num_segments} if "num_segments" in fields else {}
-    if "num_frames" in fields:
-        kw["num_frames"] = FLAGS.num_segments
-    if "new_length" in fields:
-        from tfvid.models.tsn import DEFAULT_NEW_LENGTH
-        kw["new_length"] = FLAGS.new_length or DEFAULT_NEW_LENGTH[FLAGS.modality]
-    return sampling.get_sampler(name, **kw)
-
-
 def resolve_num_classes(train_files, val_files) -> tuple[int, list[str] | None]:
-    names = read_classes(train_files)
+    """--num_classes (or the length of classes.txt beside the training data) and the class
+    names; UsageError when they disagree or when labels fall outside [0, num_classes)."""
+    from tfvid.data.indexes import read_classes_file
+    path = os.path.join(os.path.dirname(os.path.abspath(train_files[0])), "classes.txt")
+    names = read_classes_file(path) if os.path.isfile(path) else None
     num_classes = FLAGS.num_classes
     if num_classes <= 0:
         if names is None:
@@ -215,12 +181,13 @@ def resolve_num_classes(train_files, val_files) -> tuple[int, list[str] | None]:
 
 def check_previous_run(model_dir: str, config: dict) -> None:
     """A model_dir of another network (different run_config model keys) -> UsageError."""
+    from tfvid.train.run_dir import RUN_CONFIG
     path = os.path.join(model_dir, RUN_CONFIG)
     if not (FLAGS.resume and os.path.isfile(path)):
         return
     with open(path, encoding="utf-8") as f:
         old = json.load(f)
-    diff = {k: (old.get(k), config.get(k)) for k in MODEL_KEYS if old.get(k) != config.get(k)}
+    diff = {k: (old.get(k), config.get(k)) for k in RESUME_KEYS if old.get(k) != config.get(k)}
     if diff:
         detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
         raise app.UsageError(f"--model_dir={model_dir} holds a run of a different model ({detail});"
@@ -228,17 +195,18 @@ def check_previous_run(model_dir: str, config: dict) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    check_args(argv)
     check_flags()
-    train_files = resolve_files(FLAGS.train_data, "train_data")
-    val_files = resolve_files(FLAGS.val_data, "val_data") if FLAGS.val_data else None
+    train_files = data_files("train_data")
+    val_files = data_files("val_data") if FLAGS.val_data else None
     from tfvid.train.strategy import make_strategy  # before any TF op (multi-worker needs it)
     strategy = make_strategy(FLAGS.strategy)
     from tfvid import models
     from tfvid.data import build_dataset
+    from tfvid.train import run_dir
     from tfvid.train.loop import train
     from tfvid.train.schedules import make_schedule
+    from tfvid.train.strategy import is_chief
 
     num_classes, class_names = resolve_num_classes(train_files, val_files)
     steps = FLAGS.steps
@@ -247,22 +215,22 @@ def main(argv):
         steps = max(1, math.ceil(FLAGS.epochs * videos / FLAGS.batch_size))
         logging.info("%g epochs of %d videos at batch %d = %d steps", FLAGS.epochs, videos,
                      FLAGS.batch_size, steps)
-    sampler = make_sampler()
-    builder = models.MODELS[FLAGS.model]
-    kwargs = builder_kwargs(builder)
+    # run_config.json holds the flags; evaluate and export rebuild the network and the sampler
+    # from it with the same run_dir functions.
     config = {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS}
+    sampler = run_dir.sampler_from_config(config, "train")
+    kwargs = run_dir.builder_kwargs(config)
     config.update(num_classes=num_classes, steps=steps, sampler=sampler.config(),
                   class_names=class_names, train_files=train_files, val_files=val_files,
                   num_replicas=strategy.num_replicas_in_sync)
     check_previous_run(FLAGS.model_dir, config)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
-    from tfvid.train.strategy import is_chief
     if is_chief(strategy):
-        with open(os.path.join(FLAGS.model_dir, RUN_CONFIG), "w", encoding="utf-8") as f:
+        with open(os.path.join(FLAGS.model_dir, run_dir.RUN_CONFIG), "w", encoding="utf-8") as f:
             json.dump(config, f, indent=1)
 
     def model_fn():
-        return models.build(FLAGS.model, num_classes, **kwargs)
+        return models.build(FLAGS.model, num_classes, weights=FLAGS.weights, **kwargs)
 
     def dataset_fn(ctx, files=train_files, mode="train"):
         return build_dataset(files, sampler=sampler, mode=mode, modality=FLAGS.modality,
@@ -293,7 +261,7 @@ _OWN_FLAGS = ("strategy", "model", "modality", "backbone", "width", "input_size"
 
 
 def run():
-    app.run(main)
+    app.run(lambda argv: main(argv) and None)  # app.run exits with main's return value
 
 
 if __name__ == "__main__":

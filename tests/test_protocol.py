@@ -149,13 +149,13 @@ def test_evaluate_job_names_missing_run_config(tmp_path):
 
 
 def test_evaluate_job_names_missing_checkpoint(tmp_path):
-    from pipelines import evaluate as job
+    from tfvid.train import run_dir as job
     with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}"):
         job.restore(tiny_model(), str(tmp_path))
 
 
 def test_restore_from_checkpoint_manager(tmp_path):
-    from pipelines import evaluate as job
+    from tfvid.train import run_dir as job
     trained = tiny_model(seed=3)
     ckpt = tf.train.Checkpoint(model=trained, step=tf.Variable(7))
     tf.train.CheckpointManager(ckpt, str(tmp_path), max_to_keep=2).save()
@@ -167,7 +167,7 @@ def test_restore_from_checkpoint_manager(tmp_path):
 
 
 def test_resolve_files(tmp_path):
-    from pipelines import evaluate as job
+    from pipelines import common as job
     for name in ("a.tfrecord", "b.tfrecord"):
         (tmp_path / name).write_bytes(b"")
     lst = tmp_path / "test.list"      # raw-frame list files are passed on as they are
@@ -181,7 +181,7 @@ def test_resolve_files(tmp_path):
 
 
 def test_read_run_config_requires_model_and_classes(tmp_path):
-    from pipelines import evaluate as job
+    from tfvid.train import run_dir as job
     (tmp_path / "run_config.json").write_text(json.dumps({"model": "tsn"}))
     with pytest.raises(ValueError, match="num_classes"):
         job.read_run_config(str(tmp_path))
