@@ -14,3 +14,4 @@ from tfvid.export.savedmodel import (  # noqa: F401
     read_warmup_requests,
     resolve_export_dir,
 )
+from tfvid.export.tflite import TFLiteConversionError, check_parity, convert_to_tflite  # noqa: F401

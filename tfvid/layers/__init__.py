@@ -1,3 +1,5 @@
 """tfvid.layers: standalone, serialisable Keras layers shared by the models."""
 from .consensus import CONSENSUS_MODES, SegmentConsensus
 from .partial_bn import PartialBNResult, apply_partial_bn, batch_norm_layers
+from .temporal import (TEMPORAL_BLOCK_VARIANTS, TemporalModelingBlock, TemporalXceptionBlock,
+                       txb_param_count)

@@ -4,10 +4,12 @@ Every builder is ``build_<name>(num_classes, **kwargs) -> keras.Model`` with pap
 ``build(name, num_classes, **kwargs)`` dispatches by name. Backbones are imported lazily by the
 builders, so importing this package stays cheap.
 """
+from .stnet import build_stnet
 from .tsn import build_tsn
 
 MODELS = {
     "tsn": build_tsn,
+    "stnet": build_stnet,
 }
 
 
@@ -26,4 +28,4 @@ def build(name, num_classes, **kwargs):
     return MODELS[name](num_classes, **kwargs)
 
 
-__all__ = ["MODELS", "build", "build_tsn", "register_model"]
+__all__ = ["MODELS", "build", "build_stnet", "build_tsn", "register_model"]
