@@ -2,7 +2,7 @@
 from setuptools import find_packages, setup
 
 JOBS = ["prepare_data", "train", "evaluate", "fuse", "export",
-        "predict", "convert_tflite", "benchmark", "quickstart"]
+        "predict", "convert_tflite", "dynamic_images", "benchmark", "quickstart"]
 
 setup(
     name="tfvid",

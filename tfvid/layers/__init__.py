@@ -3,3 +3,5 @@ from .consensus import CONSENSUS_MODES, SegmentConsensus
 from .partial_bn import PartialBNResult, apply_partial_bn, batch_norm_layers
 from .temporal import (TEMPORAL_BLOCK_VARIANTS, TemporalModelingBlock, TemporalXceptionBlock,
                        txb_param_count)
+from .rank_pooling import (ApproximateRankPooling, arp_coefficients, caffenet_normalize,
+                           dynamic_image_to_uint8)

@@ -1,0 +1,226 @@
+"""Writes the dynamic images of one video as PNGs, and a contact sheet to look at.
+
+    python -m pipelines.dynamic_images --video=clip.mp4 --output_dir=di_out
+    python -m pipelines.dynamic_images --video=a.mp4,b.avi --output_dir=di_out  # several
+    python -m pipelines.dynamic_images --video=clip.avi --output_dir=di_out --methods=arp \\
+        --window=10 --stride=6 --frame_size=340x256
+
+Dynamic Image Networks (papers/dynamic_image_networks.txt; REFERENCE.md section 1). The video
+is decoded with tfvid.data.video.read_video (resized to --frame_size), then
+  - the whole-video dynamic image ("single dynamic image") by each of --methods:
+    arp (approximate rank pooling, tfvid.data.rank_pooling.approximate_rank_pool) and
+    rp (exact rank pooling: a linear SVR fitted on the time-varying means, exact_rank_pool);
+  - the multiple dynamic images (MDI): windows of --window frames every --stride frames
+    (tfvid.data.sampling.mdi_windows, validation rule: first start at frame 1, a window past
+    the end repeats the last frame), by ARP and, if --methods has rp, by RP.
+Each is written as a PNG after the display conversion (one global min-max over H x W x C to
+0..255, tfvid.layers.rank_pooling.dynamic_image_to_uint8). The contact sheet
+(<stem>_contact.png) shows a few frames, the whole-video images and the window images; a
+moving object leaves a trail from dark (early) to bright (late). The pairwise ranking accuracy
+(percent of frame pairs ordered correctly by <d, V_t>, paper Table 2) of every image is
+printed and written to <stem>_dynamic_images.json.
+
+Output layout: <output_dir>/<stem>_<method>.png, <output_dir>/windows/<stem>_<method>_wNNN.png,
+<output_dir>/<stem>_contact.png, <output_dir>/<stem>_dynamic_images.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+METHODS = ("arp", "rp")
+
+
+def _define(kind, name, default, help_text, **kw):
+    """Defines a flag unless another job imported in this process already did (shared names)."""
+    if name not in FLAGS:
+        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
+
+
+_define("list", "video", None, "Video file(s), comma-separated (mp4, avi, webm...). A list, as "
+        "pipelines.predict defines the same flag.")
+_define("string", "output_dir", None, "Where the PNGs and the JSON summary are written.")
+_define("integer", "window", 10, "Frames per MDI window (paper: 10).")
+_define("integer", "stride", 6, "Frames between MDI window starts (paper: 6).")
+_define("list", "methods", ["arp", "rp"], "Pooling methods: arp (approximate rank pooling), "
+        "rp (exact rank pooling, an SVR per video: slower).")
+_define("string", "frame_size", "340x256", "Decoded frame size WIDTHxHEIGHT, or 'source'.")
+_define("integer", "sheet_frames", 4, "Video frames shown on the contact sheet.")
+_define("integer", "sheet_windows", 8, "Window images shown per method on the contact sheet "
+        "(evenly spread when there are more windows).")
+
+
+def parse_frame_size(text: str) -> tuple[int, int] | None:
+    """'340x256' -> (340, 256); 'source' (or empty) -> None (keep the video's size)."""
+    if not text or text.strip().lower() == "source":
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--frame_size must be WIDTHxHEIGHT or 'source', got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"--frame_size must be positive, got {text!r}")
+    return w, h
+
+
+def pool(frames: np.ndarray, method: str) -> np.ndarray:
+    """One dynamic image (H, W, C) float32 of frames (T, H, W, C) by 'arp' or 'rp'."""
+    from tfvid.data import rank_pooling as rp
+    if method == "arp":
+        return rp.approximate_rank_pool(frames)
+    if method == "rp":
+        if frames.shape[0] < 2:
+            return np.zeros(frames.shape[1:], np.float32)   # nothing to rank
+        return rp.exact_rank_pool(frames)
+    raise ValueError(f"unknown method {method!r}; known: {METHODS}")
+
+
+def to_uint8(di: np.ndarray) -> np.ndarray:
+    from tfvid.layers.rank_pooling import dynamic_image_to_uint8
+    return np.asarray(dynamic_image_to_uint8(di))
+
+
+def _save_png(path: str, image: np.ndarray) -> str:
+    import cv2
+    rgb = image if image.shape[-1] == 3 else np.repeat(image[..., :1], 3, axis=-1)
+    if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """Up to k indices of range(n), evenly spread, first and last included."""
+    if n <= k:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, k).round().astype(int).tolist()))
+
+
+def contact_sheet(path: str, frames: np.ndarray, video_dis: dict, window_dis: dict,
+                  windows: np.ndarray, *, num_frames: int = 4, num_windows: int = 8,
+                  title: str = "") -> str:
+    """A matplotlib grid: row 1 a few frames and the whole-video DIs, then one row of window
+    DIs per method. Images are uint8 (H, W, 3)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fidx = _spread(frames.shape[0], num_frames)
+    widx = _spread(len(windows), num_windows)
+    top = [(frames[i], f"frame {i + 1}") for i in fidx]
+    top += [(img, f"{m.upper()} whole video") for m, img in video_dis.items()]
+    rows = [top] + [[(imgs[i], f"{m.upper()} frames {windows[i][0] + 1}-{windows[i][-1] + 1}")
+                     for i in widx] for m, imgs in window_dis.items()]
+    ncols = max(len(r) for r in rows)
+    h, w = frames.shape[1:3]
+    size = 2.4
+    fig, axes = plt.subplots(len(rows), ncols, squeeze=False,
+                             figsize=(size * ncols, size * len(rows) * h / w + 0.6))
+    for r, row in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(row):
+                ax.imshow(row[c][0])
+                ax.set_title(row[c][1], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def dynamic_images(video: str, output_dir: str, *, window: int = 10, stride: int = 6,
+                   methods=("arp", "rp"), frame_size=(340, 256), sheet_frames: int = 4,
+                   sheet_windows: int = 8) -> dict:
+    """Decodes `video`, writes its dynamic images (see the module docstring); returns a dict
+    with 'files' (paths written), 'accuracy' ({'video': {method: %}, 'windows': {method:
+    [% per window]}}), 'num_frames' and 'windows' (0-based indices, (num_windows, window))."""
+    from tfvid.data import rank_pooling as rp
+    from tfvid.data.sampling import mdi_windows
+    from tfvid.data.video import read_video
+
+    methods = [m.strip().lower() for m in methods if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"--methods: unknown {bad}; choose from {METHODS}")
+    if window < 1 or stride < 1:
+        raise ValueError(f"--window and --stride must be >= 1, got {window}, {stride}")
+    frames = read_video(video, frame_size=frame_size).frames
+    n = frames.shape[0]
+    windows = np.asarray(mdi_windows(n, window=window, stride=stride, mode="val"))
+    stem = os.path.splitext(os.path.basename(video))[0]
+    os.makedirs(os.path.join(output_dir, "windows"), exist_ok=True)
+
+    files, video_dis, window_dis = [], {}, {}
+    acc = {"video": {}, "windows": {}}
+    for m in methods:
+        d = pool(frames, m)
+        acc["video"][m] = rp.pairwise_ranking_accuracy(frames, d)
+        video_dis[m] = to_uint8(d)
+        files.append(_save_png(os.path.join(output_dir, f"{stem}_{m}.png"), video_dis[m]))
+        window_dis[m], acc["windows"][m] = [], []
+        for k, idx in enumerate(windows):
+            clip = frames[idx]
+            dk = pool(clip, m)
+            acc["windows"][m].append(rp.pairwise_ranking_accuracy(clip, dk))
+            window_dis[m].append(to_uint8(dk))
+            files.append(_save_png(os.path.join(output_dir, "windows", f"{stem}_{m}_w{k:03d}.png"),
+                                   window_dis[m][-1]))
+    sheet = contact_sheet(os.path.join(output_dir, f"{stem}_contact.png"), frames, video_dis,
+                          window_dis, windows, num_frames=sheet_frames, num_windows=sheet_windows,
+                          title=f"{os.path.basename(video)}: {n} frames, windows of {window} "
+                                f"every {stride}")
+    files.append(sheet)
+    result = {"video": video, "num_frames": n, "frame_size": [frames.shape[2], frames.shape[1]],
+              "window": window, "stride": stride, "methods": methods,
+              "windows": windows.tolist(), "accuracy": acc, "files": files}
+    summary = os.path.join(output_dir, f"{stem}_dynamic_images.json")
+    with open(summary, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    result["files"].append(summary)
+    return result
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    missing = [f"--{k}" for k in ("video", "output_dir") if not FLAGS[k].value]
+    if missing:
+        raise app.UsageError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                             "required")
+    try:
+        size = parse_frame_size(FLAGS.frame_size)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    for video in FLAGS.video:
+        result = dynamic_images(video, FLAGS.output_dir, window=FLAGS.window,
+                                stride=FLAGS.stride, methods=FLAGS.methods, frame_size=size,
+                                sheet_frames=FLAGS.sheet_frames,
+                                sheet_windows=FLAGS.sheet_windows)
+        report(result)
+
+
+def report(result: dict) -> None:
+    """Prints the ranking accuracies and the files of one dynamic_images result."""
+    acc = result["accuracy"]
+    print(f"{result['video']}: {result['num_frames']} frames, {len(result['windows'])} windows "
+          f"of {result['window']} (stride {result['stride']})")
+    for m in result["methods"]:
+        w = acc["windows"][m]
+        print(f"  {m.upper()}: pairwise ranking accuracy {acc['video'][m]:.1f}% (whole video), "
+              f"{np.mean(w):.1f}% (mean over windows)")
+    for path in result["files"]:
+        print(path)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
