@@ -30,24 +30,21 @@ import time
 import numpy as np
 from absl import app, flags
 
+from pipelines.common import define_flag
+
 FLAGS = flags.FLAGS
 PAPER = {"arp_fps": 5920.0, "rp_fps": 131.0, "arp_ranking_accuracy": 96.5,
          "rp_ranking_accuracy": 95.5}
 TARGETS = {"speedup": 100.0, "accuracy_gap": 2.0}
 
 
-def _define(kind, name, default, help_text, **kw):
-    """Defines a flag unless another job imported in this process already did (shared names)."""
-    if name not in FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
 
-
-_define("integer", "rp_videos", 3, "Benchmark videos for the rank-pooling benchmark.")
-_define("integer", "rp_frames", 150, "Frames per video (the paper's average is about 150).")
-_define("string", "rp_frame_size", "340x256", "Frame size WIDTHxHEIGHT of the videos.")
-_define("integer", "rp_arp_repeats", 5, "Timed ARP runs per video (the best counts).")
-_define("string", "rp_bench_dir", None, "Where the videos are kept (default: a temporary dir).")
-_define("string", "json", None, "Optional path of a JSON file for the results.")
+define_flag("integer", "rp_videos", 3, "Benchmark videos for the rank-pooling benchmark.")
+define_flag("integer", "rp_frames", 150, "Frames per video (the paper's average is about 150).")
+define_flag("string", "rp_frame_size", "340x256", "Frame size WIDTHxHEIGHT of the videos.")
+define_flag("integer", "rp_arp_repeats", 5, "Timed ARP runs per video (the best counts).")
+define_flag("string", "rp_bench_dir", None, "Where the videos are kept (default: a temporary dir).")
+define_flag("string", "json", None, "Optional path of a JSON file for the results.")
 
 
 def make_videos(folder: str, num_videos: int, num_frames: int, frame_size, seed: int = 0):

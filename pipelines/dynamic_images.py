@@ -31,26 +31,23 @@ import os
 import numpy as np
 from absl import app, flags
 
+from pipelines.common import define_flag
+
 FLAGS = flags.FLAGS
 METHODS = ("arp", "rp")
 
 
-def _define(kind, name, default, help_text, **kw):
-    """Defines a flag unless another job imported in this process already did (shared names)."""
-    if name not in FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
 
-
-_define("list", "video", None, "Video file(s), comma-separated (mp4, avi, webm...). A list, as "
+define_flag("list", "video", None, "Video file(s), comma-separated (mp4, avi, webm...). A list, as "
         "pipelines.predict defines the same flag.")
-_define("string", "output_dir", None, "Where the PNGs and the JSON summary are written.")
-_define("integer", "window", 10, "Frames per MDI window (paper: 10).")
-_define("integer", "stride", 6, "Frames between MDI window starts (paper: 6).")
-_define("list", "methods", ["arp", "rp"], "Pooling methods: arp (approximate rank pooling), "
+define_flag("string", "output_dir", None, "Where the PNGs and the JSON summary are written.")
+define_flag("integer", "window", 10, "Frames per MDI window (paper: 10).")
+define_flag("integer", "stride", 6, "Frames between MDI window starts (paper: 6).")
+define_flag("list", "methods", ["arp", "rp"], "Pooling methods: arp (approximate rank pooling), "
         "rp (exact rank pooling, an SVR per video: slower).")
-_define("string", "frame_size", "340x256", "Decoded frame size WIDTHxHEIGHT, or 'source'.")
-_define("integer", "sheet_frames", 4, "Video frames shown on the contact sheet.")
-_define("integer", "sheet_windows", 8, "Window images shown per method on the contact sheet "
+define_flag("string", "frame_size", "340x256", "Decoded frame size WIDTHxHEIGHT, or 'source'.")
+define_flag("integer", "sheet_frames", 4, "Video frames shown on the contact sheet.")
+define_flag("integer", "sheet_windows", 8, "Window images shown per method on the contact sheet "
         "(evenly spread when there are more windows).")
 
 
