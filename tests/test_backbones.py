@@ -190,6 +190,37 @@ def test_resnet50_parameter_count_and_keras_layout():
     assert ours == theirs  # same layer names, order and shapes: Keras weights map 1:1
 
 
+def test_conv_bias_option():
+    """conv_bias=False: the same layers and names without the 53 conv biases of ResNet-50
+    (26,560 parameters); None keeps each family's default."""
+    assert [backbones.default_conv_bias(n) for n in BACKBONES] == [True, True, True, False,
+                                                                    False, False]
+    biased = build_backbone("resnet50", input_shape=(64, 64, 3))
+    free = build_backbone("resnet50", input_shape=(64, 64, 3), conv_bias=False)
+    convs = [l for l in free.layers if isinstance(l, keras.layers.Conv2D)]
+    assert len(convs) == 53 and not any(l.use_bias for l in convs)
+    assert all(l.use_bias for l in biased.layers if isinstance(l, keras.layers.Conv2D))
+    assert [l.name for l in free.layers] == [l.name for l in biased.layers]
+    assert _trainable(biased) - _trainable(free) == 26_560
+    assert _with_head(free).count_params() == 25_636_712 - 26_560
+    assert _trainable(_with_head(free)) == 25_557_032  # torchvision resnet50
+    x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype("float32")
+    assert free(x).shape == (1, 2048)
+    # the other families accept the option too
+    tiny = build_backbone("tiny", input_shape=(32, 32, 3), conv_bias=True)
+    assert all(l.use_bias for l in tiny.layers if isinstance(l, keras.layers.Conv2D))
+    assert not any(l.use_bias for l in build_backbone("tiny", input_shape=(32, 32, 3)).layers
+                   if isinstance(l, keras.layers.Conv2D))
+    stages = backbone_stages("resnext50", width=0.125, conv_bias=True)
+    x = inputs = keras.Input((32, 32, 3))
+    for _, fn in stages:
+        x = fn(x)
+    assert all(l.use_bias for l in keras.Model(inputs, x).layers
+               if isinstance(l, keras.layers.Conv2D))
+    with pytest.raises(ValueError, match="bninception.*conv biases"):
+        build_backbone("bninception", conv_bias=False)
+
+
 def test_resnext50_parameter_count():
     model = _with_head(build_backbone("resnext50"))
     assert _trainable(model) == 25_028_904  # torchvision resnext50_32x4d

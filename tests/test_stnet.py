@@ -35,9 +35,8 @@ def model():
 
 # ----------------------------------------------------------------------------- full size
 def test_resnet50_parameter_counts():
-    """REFERENCE.md section 3: 33,158,864 trainable parameters for 400 classes (Table 3:
-    33.16M) with the PaddlePaddle ResNet-50 (no conv biases); tfvid's Keras-applications
-    ResNet-50 adds one bias per conv output channel (26,560)."""
+    """REFERENCE.md section 3: exactly 33,158,864 trainable parameters for 400 classes (Table 3:
+    33.16M), with the bias-free ResNet-50 of the PaddlePaddle code (the default)."""
     m = build_stnet(400)
     assert m.input_shape == (None, 7, 224, 224, 15)
     assert m.output_shape == (None, 400)
@@ -46,10 +45,16 @@ def test_resnet50_parameter_counts():
     assert trainable(m.get_layer("temporal_xception")) == 5_266_432
     assert trainable(m.get_layer("fc")) == 410_000
     assert m.get_layer("conv1_conv").kernel.shape == (7, 7, 15, 64)
+    assert backbone_conv_biases(m) == 0
+    assert trainable(m) == 33_158_864
+    assert round(trainable(m) / 1e6, 2) == 33.16
+
+
+def test_resnet50_keras_layout_parameter_count():
+    """conv_bias=True keeps the Keras-applications ResNet-50: 53 conv biases (26,560) more."""
+    m = build_stnet(400, conv_bias=True)
     assert backbone_conv_biases(m) == 26_560
-    assert trainable(m) - backbone_conv_biases(m) == 33_158_864
-    assert trainable(m) == 33_185_424
-    assert round((trainable(m) - backbone_conv_biases(m)) / 1e6, 2) == 33.16
+    assert trainable(m) == 33_185_424 == 33_158_864 + 26_560
 
 
 # ----------------------------------------------------------------------------- tiny
@@ -104,6 +109,37 @@ def test_backbone_weights_use_the_stnet_conv1_rule(tmp_path):
     for name in ("conv2_block1_1_conv", "conv5_block1_2_bn"):
         for a, b in zip(m.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)
+
+
+def test_biased_backbone_weights_fold_into_the_default_bias_free_stnet(tmp_path):
+    """A backbone file with conv biases (Keras layout) loads into the default bias-free StNet:
+    the biases go into the BN moving means, so the logits equal those of a conv_bias=True
+    StNet loaded from the same file (same temporal blocks, TXB and fc)."""
+    from tfvid.models.backbones import build_backbone
+    keras.utils.set_random_seed(7)
+    source = build_backbone("tiny", input_shape=(SIZE, SIZE, 3), width=0.5, pooling=None,
+                            conv_bias=True)
+    rng = np.random.default_rng(0)
+    for w in source.weights:
+        if w.path.endswith(("bias", "moving_mean", "beta")):
+            w.assign(rng.normal(0, 0.2, tuple(w.shape)).astype("float32"))
+        elif w.path.endswith(("moving_variance", "gamma")):
+            w.assign(rng.uniform(0.5, 1.5, tuple(w.shape)).astype("float32"))
+    path = str(tmp_path / "tiny_biased.weights.h5")
+    source.save_weights(path)
+
+    free = build_stnet(CLASSES, num_segments=T, weights=path, **TINY)
+    biased = build_stnet(CLASSES, num_segments=T, weights=path, conv_bias=True, **TINY)
+    assert backbone_conv_biases(free) == 0 and backbone_conv_biases(biased) > 0
+    bias = source.get_layer("conv1_conv").bias.numpy()
+    np.testing.assert_allclose(free.get_layer("conv1_bn").moving_mean.numpy(),
+                               source.get_layer("conv1_bn").moving_mean.numpy() - bias, rtol=1e-6)
+    for name in ("temporal_res3", "temporal_res4", "temporal_xception", "fc"):
+        free.get_layer(name).set_weights(biased.get_layer(name).get_weights())
+    x = clips()
+    expected = biased(x, training=False).numpy()
+    assert np.abs(expected).max() > 1e-3
+    np.testing.assert_allclose(free(x, training=False).numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_paper_temporal_block_variant():

@@ -230,3 +230,64 @@ def test_loading_into_a_wrapped_backbone(tmp_path):
     np.testing.assert_array_equal(backbone.get_layer("conv1_conv").kernel.numpy(),
                                   source.get_layer("conv1_conv").kernel.numpy()[:, :, :2])
     _assert_same_weights(source, backbone, skip=("conv1_conv",))
+
+
+# --------------------------------------------------------------------------- conv biases
+def test_keras_file_into_bias_free_resnet50_folds_biases(keras_resnet50_file):
+    """Keras-applications convs carry biases; a conv_bias=False ResNet-50 gets them folded into
+    the BN moving means (mean - bias), which gives the same features in inference."""
+    reference, path = keras_resnet50_file
+    model = build_backbone("resnet50", weights=path, input_shape=(64, 64, 3), conv_bias=False)
+    assert not any(l.use_bias for l in model.layers if isinstance(l, keras.layers.Conv2D))
+    for conv, bn in (("conv1_conv", "conv1_bn"), ("conv2_block1_0_conv", "conv2_block1_0_bn"),
+                     ("conv4_block6_2_conv", "conv4_block6_2_bn")):
+        bias = reference.get_layer(conv).bias.numpy()
+        assert np.abs(bias).max() > 1e-3
+        np.testing.assert_allclose(model.get_layer(bn).moving_mean.numpy(),
+                                   reference.get_layer(bn).moving_mean.numpy() - bias, rtol=1e-6)
+        np.testing.assert_array_equal(model.get_layer(conv).kernel.numpy(),
+                                      reference.get_layer(conv).kernel.numpy())
+        np.testing.assert_array_equal(model.get_layer(bn).gamma.numpy(),
+                                      reference.get_layer(bn).gamma.numpy())
+    x = _images((2, 64, 64, 3))
+    expected = reference(x, training=False).numpy()
+    assert np.abs(expected).max() > 1e-3
+    np.testing.assert_allclose(model(x, training=False).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bias_free_file_into_biased_resnet50_sets_zero_biases(tmp_path, keras_resnet50_file):
+    """The reverse direction: a bias-free tfvid file (detected by its array count) loads into
+    the default Keras-layout ResNet-50 with all conv biases zero; features stay equal."""
+    reference, path = keras_resnet50_file
+    free = build_backbone("resnet50", weights=path, input_shape=(64, 64, 3), conv_bias=False)
+    free_path = str(tmp_path / "free.weights.h5")
+    free.save_weights(free_path)
+    biased = build_backbone("resnet50", weights=free_path, input_shape=(64, 64, 3))
+    convs = [l for l in biased.layers if isinstance(l, keras.layers.Conv2D)]
+    assert len(convs) == 53 and all(l.use_bias and not l.bias.numpy().any() for l in convs)
+    x = _images((2, 64, 64, 3))
+    np.testing.assert_allclose(biased(x, training=False).numpy(),
+                               reference(x, training=False).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_bias_folding_is_exact_in_training_mode_too():
+    """With batch statistics the bias cancels in the batch mean: same outputs as well."""
+    source = _randomize(build_backbone("tiny", input_shape=(32, 32, 3), conv_bias=True), seed=4)
+    target = build_backbone("tiny", input_shape=(32, 32, 3), conv_bias=False)
+    loaded = weights_lib.copy_weights_by_name(source, target)
+    assert "conv1_conv" in loaded and "conv1_bn" in loaded
+    x = _images((4, 32, 32, 3), seed=2)
+    for training in (False, True):
+        np.testing.assert_allclose(target(x, training=training).numpy(),
+                                   source(x, training=training).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_biased_conv_without_a_following_bn_cannot_be_folded():
+    def small(use_bias):
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(4, 3, use_bias=use_bias, name="head_conv")(inputs)
+        x = keras.layers.BatchNormalization(name="other_bn")(keras.layers.ReLU()(x))
+        return keras.Model(inputs, x)
+
+    with pytest.raises(ValueError, match="head_conv.*feeds no BatchNormalization"):
+        weights_lib.copy_weights_by_name(small(True), small(False))

@@ -67,19 +67,34 @@ def conv1_layer_name(name: str) -> str:
     return CONV1_LAYERS[name]
 
 
-def backbone_stages(name: str, *, width: float = 1.0, synchronized: bool | None = None
-                    ) -> list[tuple[str, Callable]]:
+def default_conv_bias(name: str) -> bool:
+    """Whether the convs of backbone ``name`` carry biases by default (``conv_bias=None``):
+    True for bninception (Caffe layout) and the Keras-applications resnet50/101, False for
+    resnext50/101 (torchvision) and tiny."""
+    _check(name)
+    return True if name == "bninception" else resnet.default_conv_bias(name)
+
+
+def backbone_stages(name: str, *, width: float = 1.0, synchronized: bool | None = None,
+                    conv_bias: bool | None = None) -> list[tuple[str, Callable]]:
     """The ordered named stages of a backbone: ``[(stage_name, fn), ...]``.
 
     Each ``fn(x: KerasTensor) -> KerasTensor`` creates new layers with deterministic names; call
     each at most once per model. ``width`` multiplies all channel counts; ``synchronized``
     selects ``BatchNormalization(synchronized=True)`` (None: the module default, see
-    `use_synchronized_batchnorm`).
+    `use_synchronized_batchnorm`). ``conv_bias`` gives every conv of a ResNet-family backbone
+    a bias (True) or none (False); None keeps `default_conv_bias` (bninception only has its
+    Caffe layout with biases). Every such conv feeds a BatchNormalization, so the bias is
+    redundant and weight loading converts between the two layouts exactly (inference).
     """
     _check(name)
     if name == "bninception":
+        if conv_bias is not None and not conv_bias:
+            raise ValueError("backbone 'bninception' only exists with conv biases (its Caffe "
+                             "layout); pass conv_bias=None or True")
         return bninception.bninception_stages(width=width, synchronized=synchronized)
-    return resnet.resnet_stages(name, width=width, synchronized=synchronized)
+    return resnet.resnet_stages(name, width=width, synchronized=synchronized,
+                                conv_bias=conv_bias)
 
 
 def _stage_range(name, first_stage, last_stage):
@@ -97,8 +112,8 @@ def _stage_range(name, first_stage, last_stage):
 def build_backbone(name: str, *, input_shape=None, width: float = 1.0, weights=None,
                    pooling: str | None = "avg", conv1_rule: str = "average",
                    first_stage: str | None = None, last_stage: str | None = None,
-                   synchronized: bool | None = None, model_name: str | None = None
-                   ) -> keras.Model:
+                   synchronized: bool | None = None, conv_bias: bool | None = None,
+                   model_name: str | None = None) -> keras.Model:
     """A functional backbone model running stages ``first_stage..last_stage`` (default: all).
 
     Args:
@@ -113,11 +128,14 @@ def build_backbone(name: str, *, input_shape=None, width: float = 1.0, weights=N
       pooling: "avg" -> (B, D) global average pooled features, "max" -> (B, D) global max,
         None -> the (B, h, w, D) feature map of the last stage.
       synchronized: BatchNormalization(synchronized=...) (None: module default).
+      conv_bias: convs with (True) or without (False) biases; None: `default_conv_bias`
+        (resnet50/101 keep the Keras-applications layout with biases). Weights of either
+        layout load into either (see `tfvid.models.weights.copy_weights_by_name`).
     Returns:
       keras.Model named ``model_name`` (default ``"<name>"`` or ``"<name>_<first>_<last>"``).
     """
     i, j = _stage_range(name, first_stage, last_stage)
-    stages = backbone_stages(name, width=width, synchronized=synchronized)
+    stages = backbone_stages(name, width=width, synchronized=synchronized, conv_bias=conv_bias)
     if input_shape is None:
         if i == 0:
             input_shape = (224, 224, 3)

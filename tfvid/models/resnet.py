@@ -9,7 +9,10 @@ stages. Stages: ``stem`` (conv1 + BN + ReLU + 3x3/2 max pool, stride 4), ``res2`
   implemented in ``keras.applications.ResNet50``): convs with biases, BN epsilon 1.001e-5, the
   stride on the first 1x1 conv of a block, and the same layer names (``conv1_conv``,
   ``conv2_block1_1_conv``, ``conv2_block1_1_bn`` ...) created in the same order, so Keras
-  ImageNet weights copy over name for name.
+  ImageNet weights copy over name for name. ``conv_bias=False`` drops the conv biases (53 convs,
+  26,560 parameters for ResNet-50) as in the Caffe / PyTorch / PaddlePaddle ResNets: every conv
+  is followed by its BN, so a bias is redundant (BN's mean subtraction cancels it; weight
+  loading folds it into the BN moving mean, see `tfvid.models.weights`).
 * ``resnext50`` / ``resnext101``: ResNeXt 32x4d (Xie et al. 2017, torchvision layout): no conv
   biases, BN epsilon 1e-5, grouped 3x3 conv (32 groups, 128/256/512/1024 inner channels) that
   carries the stride, with explicit symmetric zero padding so that strided convs match the
@@ -18,7 +21,8 @@ stages. Stages: ``stem`` (conv1 + BN + ReLU + 3x3/2 max pool, stride 4), ``res2`
   3x3/2 conv1, for tests and the CPU quickstart.
 
 ``width`` multiplies every channel count (1.0 = paper widths). Grouped convs keep 32 groups and
-round their channels to a multiple of 32 (at least one channel per group).
+round their channels to a multiple of 32 (at least one channel per group). ``conv_bias``
+(None: the family default, `default_conv_bias`) gives every conv of any family a bias or none.
 """
 from __future__ import annotations
 
@@ -58,6 +62,12 @@ def synchronized_batchnorm() -> bool:
     return _SYNCHRONIZED_BN
 
 
+def default_conv_bias(name: str) -> bool:
+    """Whether the convs of ``name`` carry biases by default: True for the Keras-applications
+    ``resnet50`` / ``resnet101`` layout, False for ``resnext*`` (torchvision) and ``tiny``."""
+    return name.startswith("resnet")
+
+
 def scaled(channels: int, width: float, divisor: int = 1) -> int:
     """``channels * width`` rounded to the nearest multiple of ``divisor`` (at least ``divisor``)."""
     if width <= 0:
@@ -85,58 +95,62 @@ def _conv(x, filters, kernel, *, stride=1, groups=1, use_bias, name):
 
 
 # --------------------------------------------------------------------------- Keras ResNet v1
-def _keras_bottleneck(x, filters, *, stride, shortcut_conv, name, bn):
-    """Keras-applications ``residual_block_v1``: same layers, same names, same creation order."""
+def _keras_bottleneck(x, filters, *, stride, shortcut_conv, name, bn, use_bias=True):
+    """Keras-applications ``residual_block_v1``: same layers, same names, same creation order
+    (``use_bias=False``: the same block with bias-free convs)."""
     if shortcut_conv:
-        shortcut = layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
+        shortcut = layers.Conv2D(4 * filters, 1, strides=stride, use_bias=use_bias,
+                                 name=f"{name}_0_conv")(x)
         shortcut = bn(f"{name}_0_bn")(shortcut)
     else:
         shortcut = x
-    x = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
+    x = layers.Conv2D(filters, 1, strides=stride, use_bias=use_bias, name=f"{name}_1_conv")(x)
     x = bn(f"{name}_1_bn")(x)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
-    x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_2_conv")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=use_bias, name=f"{name}_2_conv")(x)
     x = bn(f"{name}_2_bn")(x)
     x = layers.Activation("relu", name=f"{name}_2_relu")(x)
-    x = layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
+    x = layers.Conv2D(4 * filters, 1, use_bias=use_bias, name=f"{name}_3_conv")(x)
     x = bn(f"{name}_3_bn")(x)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
 # --------------------------------------------------------------------------- ResNeXt 32x4d
-def _resnext_bottleneck(x, inner, out, *, stride, shortcut_conv, name, bn):
+def _resnext_bottleneck(x, inner, out, *, stride, shortcut_conv, name, bn, use_bias=False):
     """torchvision ResNeXt bottleneck: 1x1 -> grouped 3x3 (stride) -> 1x1, no conv biases."""
     if shortcut_conv:
-        shortcut = layers.Conv2D(out, 1, strides=stride, use_bias=False, name=f"{name}_0_conv")(x)
+        shortcut = layers.Conv2D(out, 1, strides=stride, use_bias=use_bias,
+                                 name=f"{name}_0_conv")(x)
         shortcut = bn(f"{name}_0_bn")(shortcut)
     else:
         shortcut = x
-    x = layers.Conv2D(inner, 1, use_bias=False, name=f"{name}_1_conv")(x)
+    x = layers.Conv2D(inner, 1, use_bias=use_bias, name=f"{name}_1_conv")(x)
     x = bn(f"{name}_1_bn")(x)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
-    x = _conv(x, inner, 3, stride=stride, groups=RESNEXT_GROUPS, use_bias=False,
+    x = _conv(x, inner, 3, stride=stride, groups=RESNEXT_GROUPS, use_bias=use_bias,
               name=f"{name}_2_conv")
     x = bn(f"{name}_2_bn")(x)
     x = layers.Activation("relu", name=f"{name}_2_relu")(x)
-    x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_3_conv")(x)
+    x = layers.Conv2D(out, 1, use_bias=use_bias, name=f"{name}_3_conv")(x)
     x = bn(f"{name}_3_bn")(x)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
 # --------------------------------------------------------------------------- tiny
-def _basic_block(x, out, *, stride, name, bn):
+def _basic_block(x, out, *, stride, name, bn, use_bias=False):
     """ResNet basic block: 3x3 (stride) -> 3x3, projection shortcut when the shape changes."""
     if stride != 1 or x.shape[-1] != out:
-        shortcut = layers.Conv2D(out, 1, strides=stride, use_bias=False, name=f"{name}_0_conv")(x)
+        shortcut = layers.Conv2D(out, 1, strides=stride, use_bias=use_bias,
+                                 name=f"{name}_0_conv")(x)
         shortcut = bn(f"{name}_0_bn")(shortcut)
     else:
         shortcut = x
-    x = _conv(x, out, 3, stride=stride, use_bias=False, name=f"{name}_1_conv")
+    x = _conv(x, out, 3, stride=stride, use_bias=use_bias, name=f"{name}_1_conv")
     x = bn(f"{name}_1_bn")(x)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
-    x = _conv(x, out, 3, use_bias=False, name=f"{name}_2_conv")
+    x = _conv(x, out, 3, use_bias=use_bias, name=f"{name}_2_conv")
     x = bn(f"{name}_2_bn")(x)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
@@ -167,11 +181,16 @@ def resnet_stage_channels(name: str, width: float = 1.0) -> dict[str, int]:
     return out
 
 
-def resnet_stages(name: str, *, width: float = 1.0,
-                  synchronized: bool | None = None) -> list[tuple[str, Stage]]:
-    """Ordered ``(stage_name, build_fn)`` for a ResNet-family backbone (see module docstring)."""
+def resnet_stages(name: str, *, width: float = 1.0, synchronized: bool | None = None,
+                  conv_bias: bool | None = None) -> list[tuple[str, Stage]]:
+    """Ordered ``(stage_name, build_fn)`` for a ResNet-family backbone (see module docstring).
+
+    ``conv_bias``: give every conv a bias (True) or none (False); None keeps the family
+    default (`default_conv_bias`: True for the Keras-applications resnet50/101 layout).
+    """
     if name not in RESNET_DEPTHS:
         raise ValueError(f"unknown ResNet-family backbone {name!r}; known: {sorted(RESNET_DEPTHS)}")
+    use_bias = default_conv_bias(name) if conv_bias is None else bool(conv_bias)
     depths = RESNET_DEPTHS[name]
     channels = resnet_stage_channels(name, width)
     if name.startswith("resnet"):
@@ -183,9 +202,7 @@ def resnet_stages(name: str, *, width: float = 1.0,
         return batch_norm(layer_name, epsilon=eps, momentum=momentum, synchronized=synchronized)
 
     def stem(x):
-        if name == "tiny":
-            return _stem(x, channels["stem"], 3, use_bias=False, bn=bn)
-        return _stem(x, channels["stem"], 7, use_bias=name.startswith("resnet"), bn=bn)
+        return _stem(x, channels["stem"], 3 if name == "tiny" else 7, use_bias=use_bias, bn=bn)
 
     def make_stage(index):
         stage = f"res{index + 2}"
@@ -198,13 +215,16 @@ def resnet_stages(name: str, *, width: float = 1.0,
                 s = stride if b == 0 else 1
                 if name.startswith("resnet"):
                     x = _keras_bottleneck(x, scaled(64 * 2 ** index, width), stride=s,
-                                          shortcut_conv=b == 0, name=block, bn=bn)
+                                          shortcut_conv=b == 0, name=block, bn=bn,
+                                          use_bias=use_bias)
                 elif name.startswith("resnext"):
                     inner = scaled(128 * 2 ** index, width, RESNEXT_GROUPS)
                     x = _resnext_bottleneck(x, inner, channels[stage], stride=s,
-                                            shortcut_conv=b == 0, name=block, bn=bn)
+                                            shortcut_conv=b == 0, name=block, bn=bn,
+                                            use_bias=use_bias)
                 else:
-                    x = _basic_block(x, channels[stage], stride=s, name=block, bn=bn)
+                    x = _basic_block(x, channels[stage], stride=s, name=block, bn=bn,
+                                     use_bias=use_bias)
             return x
 
         build.__name__ = f"{name}_{stage}"

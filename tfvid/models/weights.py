@@ -14,8 +14,18 @@ Sources (``weights`` argument of `load_backbone_weights` / `build_backbone`):
   hold exactly as many arrays as the file.
 
 The loaded source model is then copied into the target layer by layer name (tfvid ResNets use
-the Keras-applications layer names, so the mapping is the identity). conv1 is adapted when the
-target has C != 3 input channels (TSN cross-modality initialisation and friends):
+the Keras-applications layer names, so the mapping is the identity). Conv biases may differ
+between the two (Keras-applications ResNets have them; ``conv_bias=False`` tfvid ResNets, as
+StNet's PaddlePaddle ResNet-50, do not); every such conv feeds its BatchNormalization
+(``conv1_conv -> conv1_bn``, ``conv2_block1_1_conv -> conv2_block1_1_bn``), so:
+
+* biased source -> bias-free target: the bias is folded into the BN moving mean,
+  ``moving_mean - bias``; BN(conv(x) + b) with mean m equals BN(conv(x)) with mean m - b
+  exactly in inference (and in training the batch mean absorbs b anyway);
+* bias-free source -> biased target: the target biases are set to zero (also exact).
+
+conv1 is adapted when the target has C != 3 input channels (TSN cross-modality initialisation
+and friends):
 
     CONV1_RULES["average"]  mean over the 3 RGB slices, replicated C times (TSN flow / RGB diff)
     CONV1_RULES["stnet"]    that mean divided by N = C / 3, replicated C = 3N times (StNet)
@@ -123,13 +133,14 @@ def _count_file_arrays(path: str):
 
 
 def _file_hints(path: str) -> dict:
-    """Cheap hints from a Keras 3 ``.weights.h5`` file: conv1 input channels and a Dense top.
+    """Cheap hints from a Keras 3 ``.weights.h5`` file: conv1 input channels, conv1 bias and a
+    Dense top.
 
     Keras stores layers positionally as ``layers/<class>_<k>``; ``layers/conv2d`` is the first
     Conv2D, which is conv1 in every backbone here. Only used to try the likeliest candidate
     first, never to decide a match.
     """
-    hints = {"conv1_channels": None, "has_dense": False}
+    hints = {"conv1_channels": None, "conv1_bias": None, "has_dense": False}
     if not str(path).endswith(".weights.h5"):
         return hints
     try:
@@ -138,6 +149,7 @@ def _file_hints(path: str) -> dict:
             kernel = f.get("layers/conv2d/vars/0")
             if kernel is not None and kernel.ndim == 4:
                 hints["conv1_channels"] = int(kernel.shape[2])
+                hints["conv1_bias"] = "layers/conv2d/vars/1" in f
             hints["has_dense"] = "layers/dense" in f
     except Exception:
         pass
@@ -168,19 +180,33 @@ def _imagenet_source(name: str):
             f"and pass the local path as weights=... (--weights=... in the jobs)") from err
 
 
-def _file_source(name: str, path: str, *, width: float, in_channels: int):
-    """Load ``path`` into the first candidate model that matches it; returns (model, label)."""
+def _file_source(name: str, path: str, *, width: float, in_channels: int,
+                 conv_bias: bool | None = None):
+    """Load ``path`` into the first candidate model that matches it; returns (model, label).
+
+    Candidates are tfvid twins (input channels from the file, the target's, 3; for ResNet-family
+    backbones with and without conv biases, the file's / ``conv_bias`` layout first) and the
+    Keras-applications models.
+    """
     from tfvid.models.backbones import build_backbone  # local: backbones imports this module
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights file {path!r} does not exist")
     hints = _file_hints(path)
     channels = [c for c in (hints["conv1_channels"], in_channels, 3) if c]
+    biases = [None]
+    if name != "bninception":
+        biases = [b for b in (hints["conv1_bias"], conv_bias) if b is not None] + [True, False]
+        biases = list(dict.fromkeys(biases))
     candidates = []
     for c in dict.fromkeys(channels):
-        candidates.append((f"tfvid {name} backbone (width {width}, {c} input channels)",
-                           lambda c=c: build_backbone(name, input_shape=(None, None, c),
-                                                      width=width, pooling=None)))
+        for b in biases:
+            layout = "" if b is None else (", conv biases" if b else ", no conv biases")
+            candidates.append((f"tfvid {name} backbone (width {width}, {c} input channels"
+                               f"{layout})",
+                               lambda c=c, b=b: build_backbone(name, input_shape=(None, None, c),
+                                                               width=width, pooling=None,
+                                                               conv_bias=b)))
     if name in KERAS_APPLICATIONS:
         cls = KERAS_APPLICATIONS[name]
         keras_candidates = [
@@ -214,6 +240,36 @@ def _file_source(name: str, path: str, *, width: float, in_channels: int):
 
 
 # --------------------------------------------------------------------------- copying
+def _has_bias_option(layer) -> bool:
+    """A kernel layer whose bias is optional (Conv*, Dense): weights ``[kernel, (bias)]``."""
+    return hasattr(layer, "use_bias") and hasattr(layer, "kernel")
+
+
+def _following_batchnorm(conv, layers_by_name):
+    """The BatchNormalization fed directly by ``conv``: ``<x>_conv -> <x>_bn`` (Keras ResNet
+    names) or ``<name> -> <name>_bn``; checked against the model graph when it is known."""
+    names = [conv.name + "_bn"]
+    if conv.name.endswith("_conv"):
+        names.insert(0, conv.name[:-len("_conv")] + "_bn")
+    for bn_name in names:
+        bn = layers_by_name.get(bn_name)
+        if not isinstance(bn, keras.layers.BatchNormalization):
+            continue
+        parents = [p.operation for node in getattr(bn, "_inbound_nodes", [])
+                   for p in node.parent_nodes]
+        if parents and any(op is not conv for op in parents):
+            continue  # same name pattern, but the BN does not read this conv
+        return bn
+    return None
+
+
+def _moving_mean_index(bn) -> int:
+    for i, w in enumerate(bn.weights):
+        if w is bn.moving_mean:
+            return i
+    raise ValueError(f"BatchNormalization {bn.name!r} has no moving_mean variable")
+
+
 def copy_weights_by_name(source, target, *, conv1: str | None = None,
                          conv1_rule: str = "average", strict: bool = True,
                          source_label: str = "the source model") -> list[str]:
@@ -221,17 +277,35 @@ def copy_weights_by_name(source, target, *, conv1: str | None = None,
 
     The kernel of layer ``conv1`` is adapted with ``conv1_rule`` when its input-channel count
     differs (3 in the source). ``strict``: every weighted layer of ``target`` must be found.
+    A conv with a bias in ``source`` but none in ``target`` has its bias folded into the BN it
+    feeds (``<x>_conv -> <x>_bn``): target ``moving_mean = source moving_mean - bias``, the same
+    outputs in inference. The reverse (no bias in ``source``) sets the target bias to zero.
     Returns the names of the layers written. Raises ValueError naming the layer and both
-    shapes on any mismatch.
+    shapes on any mismatch, or a biased conv that feeds no BatchNormalization.
     """
     available = {layer.name: layer for layer in _weighted_layers(source)}
-    loaded, missing = [], []
-    for layer in _weighted_layers(target):
+    targets = list(_weighted_layers(target))
+    by_name = {layer.name: layer for layer in targets}
+    planned, folds, missing = {}, {}, []
+    for layer in targets:
         src = available.get(layer.name)
         if src is None:
             missing.append(layer.name)
             continue
         values = src.get_weights()
+        if (_has_bias_option(layer) and _has_bias_option(src)
+                and bool(src.use_bias) != bool(layer.use_bias)):
+            if src.use_bias:                              # fold the bias into the next BN
+                bn = _following_batchnorm(layer, by_name)
+                if bn is None:
+                    raise ValueError(
+                        f"layer {layer.name!r} has a bias in {source_label} but none in the "
+                        f"model, and it feeds no BatchNormalization (expected "
+                        f"{layer.name.rsplit('_conv', 1)[0]}_bn) that could absorb it")
+                folds[bn.name] = values[1]
+                values = values[:1]
+            else:                                         # bias-free source: zero bias
+                values = [values[0], np.zeros(tuple(layer.bias.shape), values[0].dtype)]
         if len(values) != len(layer.weights):
             raise ValueError(f"layer {layer.name!r} has {len(layer.weights)} weights in the model "
                              f"but {len(values)} in {source_label}")
@@ -248,13 +322,26 @@ def copy_weights_by_name(source, target, *, conv1: str | None = None,
                 raise ValueError(f"layer {layer.name!r}: weight {w.name!r} has shape "
                                  f"{tuple(w.shape)} in the model but {tuple(v.shape)} in "
                                  f"{source_label}")
-        layer.set_weights(values)
-        loaded.append(layer.name)
-    if not loaded:
+        planned[layer.name] = values
+    for bn_name, bias in folds.items():
+        bn = by_name[bn_name]
+        values = planned.setdefault(bn_name, bn.get_weights())  # BN not in source: its own
+        i = _moving_mean_index(bn)
+        if values[i].shape != bias.shape:
+            raise ValueError(f"cannot fold a bias of shape {bias.shape} from {source_label} "
+                             f"into {bn_name!r} moving_mean of shape {values[i].shape}")
+        values[i] = (values[i] - bias).astype(values[i].dtype)
+    if not planned:
         raise ValueError(f"no layer of model {target.name!r} was found in {source_label}")
     if strict and missing:
         raise ValueError(f"{len(missing)} layer(s) of model {target.name!r} are missing from "
                          f"{source_label}: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    loaded = []
+    for layer in targets:
+        if layer.name in planned:
+            layer.set_weights(planned[layer.name])
+            if layer.name in available:
+                loaded.append(layer.name)
     return loaded
 
 
@@ -265,22 +352,25 @@ def load_backbone_weights(model, name: str, weights, *, width: float = 1.0,
     ``model`` is a `build_backbone` model (or any model holding the backbone's layer names;
     pass ``strict=False`` when it also has layers of its own, e.g. StNet's temporal blocks).
     ``width`` must be the backbone's width. conv1 is adapted to the model's input channels
-    with ``conv1_rule``. Returns the names of the layers written (empty for None).
+    with ``conv1_rule``. The model's convs may have biases or not whatever the source has
+    (folded into / zeroed around the BNs, see `copy_weights_by_name`). Returns the names of the
+    layers written (empty for None).
     """
     from tfvid.models.backbones import conv1_layer_name  # local: avoids an import cycle
 
     if weights is None:
         return []
     conv1 = conv1_layer_name(name)
-    in_channels = 3
+    in_channels, conv_bias = 3, None
     for layer in _weighted_layers(model):
         if layer.name == conv1:
             in_channels = int(layer.weights[0].shape[2])
+            conv_bias = bool(getattr(layer, "use_bias", True))
     if isinstance(weights, str) and weights == "imagenet":
         source, label = _imagenet_source(name), f"Keras ImageNet weights for {name}"
     elif isinstance(weights, (str, os.PathLike)):
         source, label = _file_source(name, os.fspath(weights), width=width,
-                                     in_channels=in_channels)
+                                     in_channels=in_channels, conv_bias=conv_bias)
     else:
         raise TypeError(f"weights must be None, 'imagenet' or a file path, got {weights!r}")
     return copy_weights_by_name(source, model, conv1=conv1, conv1_rule=conv1_rule,
