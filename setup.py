@@ -2,7 +2,7 @@
 from setuptools import find_packages, setup
 
 JOBS = ["prepare_data", "train", "evaluate", "fuse", "export",
-        "predict", "convert_tflite", "dynamic_images", "benchmark", "quickstart"]
+        "predict", "export_four_stream", "convert_tflite", "dynamic_images", "benchmark", "quickstart"]
 
 setup(
     name="tfvid",

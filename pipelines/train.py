@@ -28,6 +28,10 @@ define_flag("enum", "strategy", "default", "tf.distribute strategy.",
             enum_values=["default", "one_device", "mirrored", "multi_worker"])
 define_flag("string", "model", "tsn", "Model name in tfvid.models.MODELS.")
 define_flag("string", "modality", "rgb", "rgb, flow or rgbdiff.")
+define_flag("enum", "stream", "di", "Stream of --model=dynamic_image_net: si (static RGB frames), "
+            "di (dynamic images), of (optical flow), dof (dynamic optical flow). It implies "
+            "--modality (si/di: rgb, of/dof: flow) and the MDI window sampler.",
+            enum_values=["si", "di", "of", "dof"])
 define_flag("string", "backbone", "bninception", "Backbone name "
             "(tfvid.models.backbones.BACKBONES).")
 define_flag("float", "width", 1.0, "Backbone width multiplier.")
@@ -70,7 +74,9 @@ define_flag("bool", "progress", True, "Show a progress bar.")
 
 # run_config keys that define the network: a resumed run must agree on them.
 RESUME_KEYS = ("model", "num_classes", "backbone", "modality", "width", "input_size",
-               "num_segments", "new_length", "consensus", "partial_bn")
+               "num_segments", "new_length", "consensus", "partial_bn", "stream")
+#: Models whose stream (--stream) decides the modality and the sampler.
+STREAM_MODELS = ("dynamic_image_net",)
 
 
 def data_files(flag: str) -> list[str]:
@@ -127,6 +133,8 @@ def check_flags() -> None:
     if FLAGS.modality not in MODALITIES:
         raise app.UsageError(f"--modality={FLAGS.modality!r} is unknown; choose one of "
                              f"{MODALITIES}")
+    if FLAGS.model in STREAM_MODELS:
+        check_stream()
     if FLAGS.backbone not in BACKBONES:
         raise app.UsageError(f"--backbone={FLAGS.backbone!r} is unknown; choose one of {BACKBONES}")
     if not FLAGS.model_dir:
@@ -150,6 +158,18 @@ def check_flags() -> None:
         raise app.UsageError("--lr_schedule=plateau needs --val_data and --eval_every > 0")
     if steps != sorted(set(steps)) or any(s <= 0 for s in steps):
         raise app.UsageError(f"--lr_steps must be positive and increasing, got {steps}")
+
+
+def check_stream() -> None:
+    """--stream implies --modality (si/di: rgb, of/dof: flow): sets it, or UsageError naming
+    both flags when --modality was given (command line or flagfile) and contradicts it."""
+    from tfvid.models.dynamic_image import stream_modality
+    implied = stream_modality(FLAGS.stream)
+    if FLAGS["modality"].present and FLAGS.modality != implied:
+        raise app.UsageError(f"--modality={FLAGS.modality} contradicts --stream={FLAGS.stream} "
+                             f"(streams si/di take rgb windows, of/dof flow windows); drop "
+                             f"--modality or set --modality={implied}")
+    FLAGS.modality = implied
 
 
 def resolve_num_classes(train_files, val_files) -> tuple[int, list[str] | None]:
@@ -218,6 +238,9 @@ def main(argv):
     # run_config.json holds the flags; evaluate and export rebuild the network and the sampler
     # from it with the same run_dir functions.
     config = {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS}
+    if FLAGS.model in STREAM_MODELS:     # the stream reaches the builder via model_kwargs
+        config.update(stream=FLAGS.stream, sampler="mdi",
+                      model_kwargs={"stream": FLAGS.stream})
     sampler = run_dir.sampler_from_config(config, "train")
     kwargs = run_dir.builder_kwargs(config)
     config.update(num_classes=num_classes, steps=steps, sampler=sampler.config(),

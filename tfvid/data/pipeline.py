@@ -222,6 +222,50 @@ def verify_records(files) -> dict:
     return counts
 
 
+# ------------------------------------------------------------- variable-length (MDI) batches
+def cyclic_pad(clip, length, num_steps=None):
+    """Repeats the T steps of `clip` (..., T, S, S, C) cyclically to `length` steps.
+
+    Step i of the result is step i mod T of the clip (T = `num_steps`, default the clip's own
+    T; with a batch, `num_steps` (B,) gives each video's true T and the clip is
+    (B, ..., T_max, S, S, C)). A video's own windows repeated keep temporal max pooling over
+    windows exact, unlike zero padding. Returns (..., length, S, S, C).
+    """
+    clip = tf.convert_to_tensor(clip)
+    axis = clip.shape.rank - 4
+    if num_steps is None:
+        steps = tf.maximum(tf.shape(clip)[axis], 1)
+        out = tf.gather(clip, tf.range(length) % steps, axis=axis)
+    else:
+        steps = tf.maximum(tf.cast(num_steps, tf.int32), 1)
+        idx = tf.range(length)[None, :] % steps[:, None]                 # (B, length)
+        out = tf.gather(clip, idx, axis=axis, batch_dims=1)
+    return out
+
+
+def _batch_variable_length(ds, batch_size, drop_remainder, fixed_steps, num_parallel_calls):
+    """Batches clips whose T varies by video (MDI windows), adding 'num_steps' (B,) = each
+    video's true T. Every video is padded by repeating its own steps cyclically: to
+    `fixed_steps` (training with the sampler's max window count: static shapes) or else to
+    the longest video of the batch."""
+    ds = ds.map(lambda e: {**e, "num_steps": tf.shape(e["clip"])[-4]})
+    if fixed_steps:
+        def pad(e):
+            clip = cyclic_pad(e["clip"], fixed_steps)
+            shape = tf.TensorShape([fixed_steps]).concatenate(e["clip"].shape[1:])
+            return {**e, "clip": tf.ensure_shape(clip, shape)}
+        ds = ds.map(pad, num_parallel_calls=num_parallel_calls, deterministic=True)
+        return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    def fill(e):
+        clip = e["clip"]
+        length = tf.shape(clip)[clip.shape.rank - 4]
+        out = cyclic_pad(clip, length, e["num_steps"])
+        return {**e, "clip": tf.ensure_shape(out, clip.shape)}
+    ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
+    return ds.map(fill, num_parallel_calls=num_parallel_calls, deterministic=True)
+
+
 # --------------------------------------------------------------------------- build_dataset
 def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_size=224,
                   backbone="resnet50", num_crops=1, seed=0, input_context=None, repeat=None,
@@ -234,7 +278,9 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
     mode: 'train' -> clip float32 (B, T, S, S, C) (multi-scale crop + flip);
           'val'/'test' -> (B, V, T, S, S, C), V = num_crops in {1 (centre), 3, 10}.
     label int32 (B,) (-1 when a record has none); id string (B,). Samplers whose T depends on
-    the video (MDI) are padded per batch and add 'num_steps' int32 (B,).
+    the video (MDI) add 'num_steps' int32 (B,) (each video's true T) and pad every video by
+    repeating its own steps cyclically (see `cyclic_pad`): in train to the sampler's
+    max_windows (static T), otherwise to the longest video of the batch.
     input_context: a tf.distribute.InputContext: files (or records, when there are fewer files
     than pipelines) are sharded by pipeline and batch_size is the global batch size.
     repeat: None -> forever in train, once otherwise. drop_remainder: None -> train only.
@@ -323,8 +369,9 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
         ds = ds.repeat()
     ds = ds.enumerate().map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
     if sampler.variable_length:
-        ds = ds.map(lambda e: {**e, "num_steps": tf.shape(e["clip"])[-4]})
-        ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
+        ds = _batch_variable_length(ds, batch_size, drop_remainder,
+                                    getattr(sampler, "max_windows", None) if training else None,
+                                    num_parallel_calls)
     else:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder,
                       num_parallel_calls=num_parallel_calls, deterministic=True)

@@ -18,6 +18,11 @@ layout (frames sampled, cropped and normalised exactly as at evaluation; T may b
 variable-time models); outputs ``logits`` and ``probabilities`` = softmax(logits), both
 float32 (None, num_classes). One view per row: clients batch multi-crop views themselves and
 average the logits.
+
+Several named inputs (e.g. the four-stream dynamic image network's ``rgb`` and ``flow``
+windows): pass ``input_shapes={"rgb": (T, S, S, C1), "flow": (T, S, S, C2)}`` instead of
+``clip_shape``; the model then takes a dict of those names and the signature has one input
+per name (the warmup requests and the sidecar list them all).
 """
 from __future__ import annotations
 
@@ -47,8 +52,9 @@ WARMUP_BATCH_SIZES = (1, 1, 2, 2, 4)
 WARMUP_VARIABLE_TIME = 8
 
 
-def _clip_spec(clip_shape: Sequence[int | None]) -> tf.TensorSpec:
-    """TensorSpec (None, T, S, S, C) from clip_shape (T, S, S, C) or (None, T, S, S, C)."""
+def _clip_spec(clip_shape: Sequence[int | None], name: str = INPUT_NAME) -> tf.TensorSpec:
+    """TensorSpec (None, T, S, S, C) named `name` from clip_shape (T, S, S, C) or
+    (None, T, S, S, C)."""
     shape = list(clip_shape)
     if len(shape) == 5:
         if shape[0] is not None:
@@ -61,7 +67,26 @@ def _clip_spec(clip_shape: Sequence[int | None]) -> tf.TensorSpec:
     if any(d is None for d in (h, w, c)):
         raise ValueError(f"clip_shape {tuple(clip_shape)}: only the time dimension may be None")
     t = None if t in (None, 0) else int(t)
-    return tf.TensorSpec([None, t, int(h), int(w), int(c)], tf.float32, name=INPUT_NAME)
+    return tf.TensorSpec([None, t, int(h), int(w), int(c)], tf.float32, name=name)
+
+
+def input_specs(clip_shape=None, input_shapes=None) -> dict[str, tf.TensorSpec]:
+    """{input name: TensorSpec (None, T, S, S, C)}: {"clip": ...} from `clip_shape`, or one
+    spec per entry of `input_shapes` {name: (T, S, S, C)}. Exactly one of them is given."""
+    if (clip_shape is None) == (input_shapes is None):
+        raise ValueError("give exactly one of clip_shape (one 'clip' input) and input_shapes "
+                         "({name: (T, S, S, C)} for several named inputs)")
+    if clip_shape is not None:
+        return {INPUT_NAME: _clip_spec(clip_shape)}
+    if not input_shapes:
+        raise ValueError("input_shapes is empty")
+    specs = {}
+    for key, shape in input_shapes.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"input name {key!r} must be a Python identifier (a signature "
+                             f"argument name)")
+        specs[key] = _clip_spec(shape, name=key)
+    return specs
 
 
 def _existing_versions(model_base: str) -> list[int]:
@@ -92,32 +117,45 @@ def resolve_export_dir(path: str) -> str:
                             f"dir with integer version subdirs holding one")
 
 
-def _serving_fn(model):
-    def serve(clip):
-        logits = tf.cast(model(clip, training=False), tf.float32)
+def _serving_fn(model, named_inputs: bool = False):
+    """serve(clip) -> {"logits", "probabilities"}; serve(inputs: dict) with named_inputs."""
+    def outputs(x):
+        logits = tf.cast(model(x, training=False), tf.float32)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+    if named_inputs:
+        def serve_named(inputs):
+            return outputs(inputs)
+        return serve_named
+
+    def serve(clip):
+        return outputs(clip)
     return serve
 
 
-def write_warmup_requests(path: str, model_name: str, spec: tf.TensorSpec,
+def write_warmup_requests(path: str, model_name: str, spec,
                           batch_sizes: Sequence[int] = WARMUP_BATCH_SIZES) -> int:
     """Writes TF Serving warmup requests (zero clips) to `path`; returns how many.
 
-    Each record is a PredictionLog with a PredictRequest on SIGNATURE_NAME. The tensors are
+    spec: the TensorSpec of the "clip" input, or a dict {input name: TensorSpec} (one zero
+    tensor per input in every request). Each record is a PredictionLog with a PredictRequest
+    on SIGNATURE_NAME. The tensors are
     stored compactly (one float value repeated over the shape, as TensorProto allows), so the
     file stays a few hundred bytes whatever the clip size. Raises ImportError without
     tensorflow-serving-api.
     """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    _, t, h, w, c = spec.shape.as_list()
-    t = WARMUP_VARIABLE_TIME if t is None else t
+    specs = spec if isinstance(spec, dict) else {INPUT_NAME: spec}
     with tf.io.TFRecordWriter(path) as writer:
         for b in batch_sizes:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE_NAME))
-            request.inputs[INPUT_NAME].CopyFrom(
-                tf.make_tensor_proto(0.0, dtype=tf.float32, shape=[int(b), t, h, w, c]))
+            for key, one in specs.items():
+                _, t, h, w, c = one.shape.as_list()
+                t = WARMUP_VARIABLE_TIME if t is None else t
+                request.inputs[key].CopyFrom(
+                    tf.make_tensor_proto(0.0, dtype=tf.float32, shape=[int(b), t, h, w, c]))
             record = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(record.SerializeToString())
@@ -125,17 +163,20 @@ def write_warmup_requests(path: str, model_name: str, spec: tf.TensorSpec,
 
 
 def export_saved_model(model, export_base: str, name: str, *, version: int | None = None,
-                       clip_shape: Sequence[int | None], sidecar: dict[str, Any],
-                       warmup: bool = True) -> str:
+                       clip_shape: Sequence[int | None] | None = None,
+                       input_shapes: dict[str, Sequence[int | None]] | None = None,
+                       sidecar: dict[str, Any], warmup: bool = True) -> str:
     """Exports a Keras clip classifier to export_base/name/<version>/ and returns that path.
 
     Args:
-      model: keras.Model mapping float32 (B, T, S, S, C) to logits (B, num_classes).
+      model: keras.Model mapping float32 (B, T, S, S, C) to logits (B, num_classes) (with
+        `input_shapes`: mapping a dict {name: (B, T, S, S, C)} to logits).
       export_base: root of the TF Serving model base paths (e.g. "saved_models").
       name: model name (TF Serving's model name, the folder under export_base).
       version: integer version > 0; None (or 0) picks 1 + the newest existing version. An
         existing version is never overwritten (FileExistsError).
-      clip_shape: (T, S, S, C) of one clip (T None = variable time).
+      clip_shape: (T, S, S, C) of one clip (T None = variable time): input "clip".
+      input_shapes: instead of clip_shape, {input name: (T, S, S, C)} for several inputs.
       sidecar: JSON-serialisable dict (class_names, model / sampling / preprocessing config...)
         written to assets.extra/tfvid.json with the signature description added under
         "signature".
@@ -147,7 +188,7 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
     """
     import keras
 
-    spec = _clip_spec(clip_shape)
+    specs = input_specs(clip_shape, input_shapes)
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"invalid export name {name!r}")
     if version is not None and int(version) < 0:
@@ -174,7 +215,8 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
         "num_classes": num_classes,
         "signature": {
             "name": SIGNATURE_NAME,
-            "inputs": {INPUT_NAME: {"dtype": "float32", "shape": spec.shape.as_list()}},
+            "inputs": {k: {"dtype": "float32", "shape": v.shape.as_list()}
+                       for k, v in specs.items()},
             "outputs": {k: {"dtype": "float32", "shape": [None, num_classes]}
                         for k in OUTPUT_NAMES},
         },
@@ -186,7 +228,9 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint(SIGNATURE_NAME, _serving_fn(model), input_signature=[spec])
+        named = input_shapes is not None
+        archive.add_endpoint(SIGNATURE_NAME, _serving_fn(model, named),
+                             input_signature=[specs if named else specs[INPUT_NAME]])
         archive.write_out(tmp, verbose=False)
         extra = os.path.join(tmp, ASSETS_EXTRA)
         os.makedirs(extra, exist_ok=True)
@@ -194,7 +238,7 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
             f.write(sidecar_text + "\n")
         if warmup:
             try:
-                write_warmup_requests(os.path.join(extra, WARMUP_FILE), name, spec)
+                write_warmup_requests(os.path.join(extra, WARMUP_FILE), name, specs)
             except ImportError:
                 warnings.warn("tensorflow-serving-api is not installed: no TF Serving warmup "
                               "requests written (pip install tensorflow-serving-api)")
@@ -209,7 +253,8 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
 
 
 class LoadedExport:
-    """A loaded export: call with a clip batch (B, T, S, S, C) -> {"logits", "probabilities"}.
+    """A loaded export: call with a clip batch (B, T, S, S, C) -> {"logits", "probabilities"}
+    (several named inputs: ``loaded(rgb=..., flow=...)`` or ``loaded({"rgb": ..., ...})``).
 
     Keeps a reference to the loaded SavedModel object (the signature's variables live as long
     as it does).
@@ -224,11 +269,21 @@ class LoadedExport:
         self.signature = self.saved_model.signatures[SIGNATURE_NAME]
 
     @property
+    def input_specs(self) -> dict[str, tf.TensorSpec]:
+        """{input name: TensorSpec} of the signature."""
+        return dict(self.signature.structured_input_signature[1])
+
+    @property
     def input_spec(self) -> tf.TensorSpec:
         return self.signature.structured_input_signature[1][INPUT_NAME]
 
-    def __call__(self, clip) -> dict[str, tf.Tensor]:
-        return self.signature(**{INPUT_NAME: tf.convert_to_tensor(clip, tf.float32)})
+    def __call__(self, clip=None, **inputs) -> dict[str, tf.Tensor]:
+        if isinstance(clip, dict):
+            inputs = {**clip, **inputs}
+        elif clip is not None:
+            inputs[INPUT_NAME] = clip
+        return self.signature(**{k: tf.convert_to_tensor(v, tf.float32)
+                                 for k, v in inputs.items()})
 
 
 def read_sidecar(path: str) -> dict[str, Any]:

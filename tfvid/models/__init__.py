@@ -4,12 +4,14 @@ Every builder is ``build_<name>(num_classes, **kwargs) -> keras.Model`` with pap
 ``build(name, num_classes, **kwargs)`` dispatches by name. Backbones are imported lazily by the
 builders, so importing this package stays cheap.
 """
+from .dynamic_image import build_dynamic_image_net
 from .stnet import build_stnet
 from .tsn import build_tsn
 
 MODELS = {
     "tsn": build_tsn,
     "stnet": build_stnet,
+    "dynamic_image_net": build_dynamic_image_net,
 }
 
 
@@ -28,4 +30,4 @@ def build(name, num_classes, **kwargs):
     return MODELS[name](num_classes, **kwargs)
 
 
-__all__ = ["MODELS", "build", "build_stnet", "build_tsn", "register_model"]
+__all__ = ["MODELS", "build", "build_dynamic_image_net", "build_stnet", "build_tsn", "register_model"]

@@ -1,0 +1,164 @@
+"""Exports the four trained dynamic image streams (SI, DI, OF, DOF) as ONE SavedModel.
+
+    python -m pipelines.export_four_stream --si_dir=runs/si --di_dir=runs/di \\
+        --of_dir=runs/of --dof_dir=runs/dof --weights=1,1,1,1 --name=four_stream
+
+Each --<stream>_dir is a training run of --model=dynamic_image_net --stream=<stream> (its
+run_config.json and checkpoints, see pipelines/train.py). The four networks are rebuilt and
+restored (tfvid.train.run_dir), wrapped by tfvid.export.four_stream.build_four_stream_model
+(weighted average of the streams' logits, paper section 5.10) and written to
+<export_base>/<name>/<version>/ in the TF Serving layout with a tfvid.json sidecar and warmup
+requests. Signature serving_default: rgb (None, W, S, S, 30) and flow (None, W', S, S, 20)
+float32 windows, preprocessed as at evaluation (see the sidecar) -> logits, probabilities.
+
+The same fusion from score files, without an export: evaluate each run, then
+    python -m pipelines.fuse --scores=runs/si/eval/scores.npz,runs/di/eval/scores.npz,\\
+        runs/of/eval/scores.npz,runs/dof/eval/scores.npz --weights=1,1,1,1 --output_dir=...
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from absl import app, flags
+
+from pipelines.common import check_args, define_flag
+
+FLAGS = flags.FLAGS
+STREAMS = ("si", "di", "of", "dof")
+
+for _stream in STREAMS:
+    define_flag("string", f"{_stream}_dir", None, f"Training run directory of the "
+                f"{_stream.upper()} stream (--model=dynamic_image_net --stream={_stream}).")
+# A string, as pipelines.train's --weights (one flag per name in a process): parse_weights splits.
+define_flag("string", "weights", None, "Fusion weights of si, di, of, dof: 4 comma-separated "
+            "numbers (default equal, the paper's average).")
+define_flag("string", "name", None, "Model name under --export_base (default four_stream).")
+define_flag("string", "export_base", "saved_models", "Root of the TF Serving model base paths.")
+define_flag("integer", "version", 0, "Integer version to write; 0 = next after the existing "
+            "ones. Existing versions are never overwritten.")
+define_flag("integer", "num_windows", 0, "Windows W of the signature; 0 = variable (any W).")
+define_flag("bool", "warmup", True, "Write TF Serving warmup requests.")
+
+
+def parse_weights(values) -> dict[str, float]:
+    """--weights (4 comma-separated numbers, or a list of them, or None) -> {stream: weight};
+    ValueError naming the flag."""
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",") if v.strip()]
+    if not values:
+        return {s: 1.0 for s in STREAMS}
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--weights={','.join(values)}: expected 4 numbers") from None
+    if len(numbers) != len(STREAMS):
+        raise ValueError(f"--weights needs {len(STREAMS)} numbers (si, di, of, dof), got "
+                         f"{len(numbers)}")
+    if any(w < 0 for w in numbers) or sum(numbers) <= 0:
+        raise ValueError(f"--weights must be non-negative and not all zero, got {numbers}")
+    return dict(zip(STREAMS, numbers))
+
+
+def run_stream(cfg: dict) -> str | None:
+    """The stream a run_config was trained with (its model_kwargs, else its 'stream')."""
+    return (cfg.get("model_kwargs") or {}).get("stream") or cfg.get("stream")
+
+
+def load_stream(stream: str, model_dir: str, num_windows: int | None):
+    """(model, run_config, checkpoint) of a dynamic_image_net run; ValueError naming the flag
+    when the run is another model or another stream."""
+    from tfvid.train import run_dir
+
+    flag = f"--{stream}_dir={model_dir}"
+    cfg = run_dir.read_run_config(model_dir)
+    if cfg["model"] != "dynamic_image_net":
+        raise ValueError(f"{flag} is a run of model {cfg['model']!r}, not dynamic_image_net")
+    if run_stream(cfg) != stream:
+        raise ValueError(f"{flag} is a run of stream {run_stream(cfg)!r}, not {stream!r}")
+    if num_windows:
+        cfg = {**cfg, "model_kwargs": {**(cfg.get("model_kwargs") or {}),
+                                       "num_windows": int(num_windows)}}
+    checkpoint = run_dir.latest_checkpoint(model_dir)
+    model = run_dir.build_model(cfg)
+    run_dir.restore(model, model_dir, checkpoint)
+    return model, cfg, checkpoint
+
+
+def stream_sidecar(stream, model, model_dir, cfg, checkpoint) -> dict:
+    """What a client needs to feed one stream: sampler, decoding and preprocessing."""
+    from pipelines.export import read_data_context
+    from tfvid.data import augment
+    from tfvid.train import run_dir
+
+    modality = cfg.get("modality", "rgb")
+    backbone = cfg.get("backbone", "resnext50")
+    return {
+        "model_dir": os.path.abspath(model_dir),
+        "checkpoint": os.path.basename(checkpoint),
+        "builder_kwargs": run_dir.builder_kwargs(cfg),
+        "sampling": run_dir.sampler_from_config(cfg, "test").config(),
+        "decoding": read_data_context(cfg),
+        "preprocessing": {"modality": modality, "backbone": backbone,
+                          "input_size": int(model.input_shape[2]),
+                          "normalization": augment.normalization_config(backbone, modality),
+                          "mode": "test"},
+        "input_shape": list(model.input_shape),
+    }
+
+
+def export(dirs: dict[str, str], *, weights: dict[str, float] | None = None,
+           name: str | None = None, export_base: str = "saved_models",
+           version: int | None = None, num_windows: int | None = None,
+           warmup: bool = True) -> str:
+    """The whole job as a function: {stream: run dir} -> the exported version directory."""
+    from tfvid.export.four_stream import build_four_stream_model, export_four_stream
+    from tfvid.train import run_dir
+
+    missing = [f"--{s}_dir" for s in STREAMS if not dirs.get(s)]
+    if missing:
+        raise ValueError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                         f"required (the four-stream model needs all four runs)")
+    weights = weights or {s: 1.0 for s in STREAMS}
+    models, sidecars, names = {}, {}, {}
+    for stream in STREAMS:
+        model, cfg, checkpoint = load_stream(stream, dirs[stream], num_windows)
+        models[stream] = model
+        names[stream] = run_dir.class_names(cfg, dirs[stream])
+        sidecars[stream] = stream_sidecar(stream, model, dirs[stream], cfg, checkpoint)
+        logging.info("restored %s stream from %s", stream, checkpoint)
+    reference = names[STREAMS[0]]
+    for stream in STREAMS[1:]:
+        if names[stream] != reference:
+            raise ValueError(f"--{stream}_dir has other classes than --{STREAMS[0]}_dir: "
+                             f"{names[stream][:5]}... vs {reference[:5]}...")
+    model = build_four_stream_model(models, weights)
+    sidecar = {"class_names": reference,
+               "model": {"name": "four_stream_dynamic_image_net",
+                         "fusion": {"weights": weights, "rule": "weighted average of logits"}},
+               "streams": sidecars}
+    return export_four_stream(model, export_base, name or "four_stream", version=version or None,
+                              sidecar=sidecar, warmup=warmup)
+
+
+def main(argv):
+    check_args(argv)
+    try:
+        weights = parse_weights(FLAGS.weights)
+        path = export({s: FLAGS[f"{s}_dir"].value for s in STREAMS}, weights=weights,
+                      name=FLAGS.name, export_base=FLAGS.export_base, version=FLAGS.version,
+                      num_windows=FLAGS.num_windows or None, warmup=FLAGS.warmup)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        raise SystemExit(f"export_four_stream failed: {e}") from e
+    print(f"exported: {path}")
+    print("signature 'serving_default': inputs rgb, flow (float32 windows, see "
+          "assets.extra/tfvid.json) -> logits, probabilities")
+    return path
+
+
+def run():
+    app.run(lambda argv: main(argv) and None)
+
+
+if __name__ == "__main__":
+    run()
