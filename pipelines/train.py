@@ -41,6 +41,14 @@ define_flag("integer", "new_length", None, "Frames per snippet L (default 1 rgb,
             "6 rgbdiff).")
 define_flag("string", "consensus", "avg", "Segmental consensus: avg, max, topk, weighted, "
             "attention.")
+define_flag("integer", "frames_per_segment", None, "StNet: frames N stacked into each super-image "
+            "(paper: 5).")
+define_flag("string", "temporal_block", None, "StNet temporal modelling block: official (Conv3D, "
+            "ReLU, BN, residual add; PaddlePaddle code) or paper (Conv3D, BN, ReLU, 1/(3C) init).")
+define_flag("string", "pooling", None, "dynamic_image_net: temporal pooling of a window: arp "
+            "(approximate rank pooling), pp1, pp2 (parametric), mean or max.")
+define_flag("string", "pool_before", None, "dynamic_image_net: 'input' (dynamic images) or a "
+            "backbone stage such as res3 (dynamic maps).")
 define_flag("float", "dropout", None, "Dropout before the classifier (default: the paper's).")
 define_flag("bool", "partial_bn", True, "Freeze every BatchNormalization but the first.")
 define_flag("string", "weights", None, "None, 'imagenet' or a weights file for the backbone.")
@@ -74,7 +82,8 @@ define_flag("bool", "progress", True, "Show a progress bar.")
 
 # run_config keys that define the network: a resumed run must agree on them.
 RESUME_KEYS = ("model", "num_classes", "backbone", "modality", "width", "input_size",
-               "num_segments", "new_length", "consensus", "partial_bn", "stream")
+               "num_segments", "new_length", "consensus", "partial_bn", "stream",
+               "frames_per_segment", "temporal_block", "pooling", "pool_before")
 #: Models whose stream (--stream) decides the modality and the sampler.
 STREAM_MODELS = ("dynamic_image_net",)
 
@@ -278,6 +287,7 @@ def main(argv):
 
 _OWN_FLAGS = ("strategy", "model", "modality", "backbone", "width", "input_size", "num_segments",
               "new_length", "consensus", "dropout", "partial_bn", "weights", "train_data",
+              "frames_per_segment", "temporal_block", "pooling", "pool_before",
               "val_data", "num_classes", "batch_size", "lr", "lr_schedule", "lr_steps",
               "lr_patience", "momentum", "weight_decay", "clip_norm", "steps", "epochs",
               "model_dir", "resume", "seed", "eval_every", "log_every", "checkpoint_every")

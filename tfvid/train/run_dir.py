@@ -35,7 +35,7 @@ FINAL_WEIGHTS = "final.weights.h5"
 # run_config keys that describe the network (passed on to the builder when it takes them).
 MODEL_KEYS = ("backbone", "modality", "width", "input_size", "num_segments", "new_length",
               "consensus", "dropout", "partial_bn", "top_k", "num_frames", "frames_per_segment",
-              "feature_dim", "feature")
+              "temporal_block", "pooling", "pool_before", "feature_dim", "feature")
 # Sampler of each model family when run_config records none.
 DEFAULT_SAMPLER = {"tsn": "tsn", "stnet": "stnet", "din": "uniform", "videomap": "uniform",
                    "dynamic_image_net": "mdi"}
