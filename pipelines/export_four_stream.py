@@ -3,7 +3,7 @@
     python -m pipelines.export_four_stream --si_dir=runs/si --di_dir=runs/di \\
         --of_dir=runs/of --dof_dir=runs/dof --weights=1,1,1,1 --name=four_stream
 
-Each --<stream>_dir is a training run of --model=dynamic_image_net --stream=<stream> (its
+Each --<stream>_dir is a training run of --model=dynamic_image --stream=<stream> (its
 run_config.json and checkpoints, see pipelines/train.py). The four networks are rebuilt and
 restored (tfvid.train.run_dir), wrapped by tfvid.export.four_stream.build_four_stream_model
 (weighted average of the streams' logits, paper section 5.10) and written to
@@ -29,7 +29,7 @@ STREAMS = ("si", "di", "of", "dof")
 
 for _stream in STREAMS:
     define_flag("string", f"{_stream}_dir", None, f"Training run directory of the "
-                f"{_stream.upper()} stream (--model=dynamic_image_net --stream={_stream}).")
+                f"{_stream.upper()} stream (--model=dynamic_image --stream={_stream}).")
 # A string, as pipelines.train's --weights (one flag per name in a process): parse_weights splits.
 define_flag("string", "weights", None, "Fusion weights of si, di, of, dof: 4 comma-separated "
             "numbers (default equal, the paper's average).")
@@ -72,8 +72,8 @@ def load_stream(stream: str, model_dir: str, num_windows: int | None):
 
     flag = f"--{stream}_dir={model_dir}"
     cfg = run_dir.read_run_config(model_dir)
-    if cfg["model"] != "dynamic_image_net":
-        raise ValueError(f"{flag} is a run of model {cfg['model']!r}, not dynamic_image_net")
+    if cfg["model"] != "dynamic_image":
+        raise ValueError(f"{flag} is a run of model {cfg['model']!r}, not dynamic_image")
     if run_stream(cfg) != stream:
         raise ValueError(f"{flag} is a run of stream {run_stream(cfg)!r}, not {stream!r}")
     if num_windows:

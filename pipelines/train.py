@@ -28,7 +28,7 @@ define_flag("enum", "strategy", "default", "tf.distribute strategy.",
             enum_values=["default", "one_device", "mirrored", "multi_worker"])
 define_flag("string", "model", "tsn", "Model name in tfvid.models.MODELS.")
 define_flag("string", "modality", "rgb", "rgb, flow or rgbdiff.")
-define_flag("enum", "stream", "di", "Stream of --model=dynamic_image_net: si (static RGB frames), "
+define_flag("enum", "stream", "di", "Stream of --model=dynamic_image: si (static RGB frames), "
             "di (dynamic images), of (optical flow), dof (dynamic optical flow). It implies "
             "--modality (si/di: rgb, of/dof: flow) and the MDI window sampler.",
             enum_values=["si", "di", "of", "dof"])
@@ -45,9 +45,9 @@ define_flag("integer", "frames_per_segment", None, "StNet: frames N stacked into
             "(paper: 5).")
 define_flag("string", "temporal_block", None, "StNet temporal modelling block: official (Conv3D, "
             "ReLU, BN, residual add; PaddlePaddle code) or paper (Conv3D, BN, ReLU, 1/(3C) init).")
-define_flag("string", "pooling", None, "dynamic_image_net: temporal pooling of a window: arp "
+define_flag("string", "pooling", None, "--model=dynamic_image: temporal pooling of a window: arp "
             "(approximate rank pooling), pp1, pp2 (parametric), mean or max.")
-define_flag("string", "pool_before", None, "dynamic_image_net: 'input' (dynamic images) or a "
+define_flag("string", "pool_before", None, "--model=dynamic_image: 'input' (dynamic images) or a "
             "backbone stage such as res3 (dynamic maps).")
 define_flag("float", "dropout", None, "Dropout before the classifier (default: the paper's).")
 define_flag("bool", "partial_bn", True, "Freeze every BatchNormalization but the first.")
@@ -85,7 +85,7 @@ RESUME_KEYS = ("model", "num_classes", "backbone", "modality", "width", "input_s
                "num_segments", "new_length", "consensus", "partial_bn", "stream",
                "frames_per_segment", "temporal_block", "pooling", "pool_before")
 #: Models whose stream (--stream) decides the modality and the sampler.
-STREAM_MODELS = ("dynamic_image_net",)
+STREAM_MODELS = ("dynamic_image",)
 
 
 def data_files(flag: str) -> list[str]:

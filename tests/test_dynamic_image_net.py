@@ -259,13 +259,13 @@ def test_train_job_di_stream(records, tmp_path):
 
     from pipelines import train as job
     from tfvid import models
-    if "dynamic_image_net" not in models.MODELS:           # the lead registers it
-        models.register_model("dynamic_image_net", build_dynamic_image_net)
+    if "dynamic_image" not in models.MODELS:           # the lead registers it
+        models.register_model("dynamic_image", build_dynamic_image_net)
     FLAGS = flags.FLAGS
     out = tmp_path / "run"
     common = [f"--train_data={','.join(records)}", f"--model_dir={out}", "--backbone=tiny",
               "--width=0.25", "--input_size=32", "--batch_size=2", "--log_every=1",
-              "--noprogress", "--model=dynamic_image_net"]
+              "--noprogress", "--model=dynamic_image"]
     try:
         FLAGS.unparse_flags()
         FLAGS(["train", *common, "--stream=dof", "--modality=rgb", "--steps=1"])
@@ -301,7 +301,7 @@ def test_presets_match_the_reference_code(stream):
     try:
         FLAGS.unparse_flags()
         FLAGS(["train", f"--flagfile={preset}"])
-        assert (FLAGS.model, FLAGS.stream, FLAGS.backbone) == ("dynamic_image_net", stream,
+        assert (FLAGS.model, FLAGS.stream, FLAGS.backbone) == ("dynamic_image", stream,
                                                              "resnext50")
         job.check_stream()                   # the preset's --modality agrees with its stream
         assert FLAGS.modality == stream_modality(stream)

@@ -142,7 +142,7 @@ def write_run(models, stream, root):
     """A training run directory as pipelines/train.py leaves it (config + final weights)."""
     folder = root / stream
     folder.mkdir()
-    cfg = {"model": "dynamic_image_net", "num_classes": K, "backbone": "tiny", "width": WIDTH,
+    cfg = {"model": "dynamic_image", "num_classes": K, "backbone": "tiny", "width": WIDTH,
            "input_size": S, "modality": "rgb" if stream in ("si", "di") else "flow",
            "stream": stream, "model_kwargs": {"stream": stream}, "class_names": CLASSES,
            "sampler": {"name": "mdi", "window": 10, "stride": 6, "max_windows": 10}}
@@ -155,8 +155,8 @@ def test_export_job(models, inputs, tmp_path):
     from pipelines import export_four_stream as job
     from tfvid import models as registry
     from tfvid.export import load_export
-    if "dynamic_image_net" not in registry.MODELS:           # the lead registers it
-        registry.register_model("dynamic_image_net", build_dynamic_image_net)
+    if "dynamic_image" not in registry.MODELS:           # the lead registers it
+        registry.register_model("dynamic_image", build_dynamic_image_net)
 
     assert job.parse_weights(None) == dict.fromkeys(STREAMS, 1.0)
     assert job.parse_weights("1,2,0.5,1.5") == WEIGHTS

@@ -37,13 +37,14 @@ def _crop_size_pairs_tf(width, height, scales, input_size, max_distort):
                      tf.gather(sizes, [p[1] for p in pairs])], axis=1)
 
 
+_ORIGIN_STEPS = ((0, 0), (4, 0), (0, 4), (4, 4), (2, 2),              # REFERENCE order
+                 (0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3))
+
+
 def _fixed_crop_origins_tf(width, height, crop_w, crop_h, more_fixed=True):
     """int32 (13 or 5, 2) (x, y) crop origins in REFERENCE order."""
-    ws, hs = (width - crop_w) // 4, (height - crop_h) // 4
-    steps = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2)]
-    if more_fixed:
-        steps += [(0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3)]
-    return tf.stack([tf.stack([a * ws, b * hs]) for a, b in steps])
+    steps = tf.constant(_ORIGIN_STEPS[:13 if more_fixed else 5], tf.int32)
+    return steps * tf.stack([(width - crop_w) // 4, (height - crop_h) // 4])[None]
 
 
 def crop_size_pairs(width: int, height: int, scales=RGB_SCALES, input_size: int = 224,
@@ -65,16 +66,29 @@ def fixed_crop_origins(width: int, height: int, crop_w: int, crop_h: int,
             for p in _fixed_crop_origins_tf(width, height, crop_w, crop_h, more_fixed).numpy()]
 
 
+def num_crop_sizes(scales=RGB_SCALES, max_distort: int = 1) -> int:
+    """How many (w, h) candidates crop_size_pairs gives (10 for RGB_SCALES, 7 for FLOW_SCALES)."""
+    n = len(scales)
+    return sum(abs(i - j) <= max_distort for i in range(n) for j in range(n))
+
+
 def sample_crop_window(height, width, seed, input_size: int = 224, scales=RGB_SCALES,
-                       max_distort: int = 1, more_fixed: bool = True) -> tf.Tensor:
+                       max_distort: int = 1, more_fixed: bool = True,
+                       size_index=None) -> tf.Tensor:
     """A random multi-scale crop window int32 [y, x, crop_h, crop_w] (stateless `seed`).
 
     One of the candidate (w, h) pairs, then one of the 13 fixed origins, uniformly.
+    size_index: None draws the pair from `seed`; an int32 scalar in [0, num_crop_sizes)
+    picks it (build_dataset's crop_size_per='batch' draws one per batch); the origin is drawn
+    from `seed` either way.
     """
     seed = _seed(seed)
     s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     pairs = _crop_size_pairs_tf(width, height, tuple(scales), input_size, max_distort)
-    pick = tf.random.stateless_uniform([], s1, 0, tf.shape(pairs)[0], dtype=tf.int32)
+    if size_index is None:
+        pick = tf.random.stateless_uniform([], s1, 0, tf.shape(pairs)[0], dtype=tf.int32)
+    else:
+        pick = tf.cast(size_index, tf.int32)
     crop_w, crop_h = pairs[pick, 0], pairs[pick, 1]
     origins = _fixed_crop_origins_tf(width, height, crop_w, crop_h, more_fixed)
     o = origins[tf.random.stateless_uniform([], s2, 0, tf.shape(origins)[0], dtype=tf.int32)]
@@ -82,8 +96,23 @@ def sample_crop_window(height, width, seed, input_size: int = 224, scales=RGB_SC
 
 
 def resize(clip, size) -> tf.Tensor:
-    """Bilinear resize of (..., H, W, C) to `size` = (h, w); float32 out (8-bit value scale)."""
-    return tf.image.resize(tf.cast(clip, tf.float32), size, method="bilinear", antialias=False)
+    """Bilinear resize (half-pixel centres, no antialiasing) of (..., H, W, C) to `size` =
+    (h, w); float32 out (8-bit value scale). Frames already of that size are only cast (what
+    the resize would return, without its cost)."""
+    x = tf.cast(clip, tf.float32)
+    shape = tf.shape(x)
+    size = tf.convert_to_tensor(size, tf.int32)
+    same = tf.reduce_all(tf.equal(shape[-3:-1], size))
+
+    def resized():
+        flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))      # any leading dims
+        out = tf.image.resize(flat, size, method="bilinear", antialias=False)
+        return tf.reshape(out, tf.concat([shape[:-3], size, shape[-1:]], 0))
+
+    static = tf.TensorShape(tf.get_static_value(size) if tf.get_static_value(size) is not None
+                            else [None, None])
+    out = tf.cond(same, lambda: x, resized)
+    return tf.ensure_shape(out, x.shape[:-3].concatenate(static).concatenate(x.shape[-1:]))
 
 
 def multiscale_crop(clip, seed, input_size: int = 224, scales=RGB_SCALES, max_distort: int = 1,
@@ -246,6 +275,20 @@ def normalize(clip, backbone: str, modality: str = "rgb") -> tf.Tensor:
         bias.append(-cfg["mean"][k] / cfg["std"][k])
     shape = tf.shape(x)
     flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
-    out = tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID")
-    out = tf.nn.bias_add(out, tf.constant(bias, tf.float32))
+    import os
+    V = os.environ.get("NORMV", "conv")
+    if V == "conv":
+        out = tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID")
+        out = tf.nn.bias_add(out, tf.constant(bias, tf.float32))
+    elif V == "convflat":
+        out = tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID")
+        w = tf.shape(out)[2]
+        out = tf.reshape(tf.reshape(out, [-1, w * channels]) + tf.tile(tf.constant(bias, tf.float32), [w]), tf.shape(out))
+    elif V == "none":
+        out = flat
+    elif V == "conv0":
+        out = tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID")
+    elif V == "flat":   # no reorder (timing only)
+        w = tf.shape(flat)[2]
+        out = tf.reshape(tf.reshape(flat, [-1, w * channels]) + tf.tile(tf.constant(bias, tf.float32), [w]), tf.shape(flat))
     return tf.ensure_shape(tf.reshape(out, shape), x.shape)

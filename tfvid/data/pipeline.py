@@ -42,14 +42,20 @@ FLOW_TEMPLATES = ("flow_x_", "flow_y_")
 
 # ----------------------------------------------------------------------------- shared core
 def _decode(encoded, channels, window=None):
-    """(T, L) JPEG strings -> uint8 (T, L, h, w, channels); `window` [y, x, h, w] crops."""
-    flat = tf.reshape(encoded, [-1])
+    """(T, L) JPEG strings -> uint8 (T, L, h, w, channels); `window` [y, x, h, w] crops.
+
+    With a static (T, L) the frames are decoded by one op each (no tf.map_fn loop: less
+    per-clip overhead inside tf.data); otherwise by tf.map_fn.
+    """
     if window is None:
         fn = lambda s: tf.io.decode_jpeg(s, channels=channels)  # noqa: E731
     else:
         fn = lambda s: tf.io.decode_and_crop_jpeg(s, window, channels=channels)  # noqa: E731
-    images = tf.map_fn(fn, flat, fn_output_signature=tf.TensorSpec([None, None, channels],
-                                                                   tf.uint8))
+    if encoded.shape.is_fully_defined():
+        images = tf.stack([fn(s) for s in tf.unstack(tf.reshape(encoded, [-1]))])
+    else:
+        images = tf.map_fn(fn, tf.reshape(encoded, [-1]),
+                           fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8))
     return tf.reshape(images, tf.concat([tf.shape(encoded), tf.shape(images)[1:]], 0))
 
 
@@ -63,15 +69,20 @@ def _check_args(sampler, modality, mode, num_crops, backbone):
     return mod.num_channels(modality, sampler.frames_per_step())
 
 
-def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_size, backbone,
-               num_crops, seed):
-    """The one clip recipe shared by build_dataset and preprocess_video.
+def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_size, num_crops,
+               seed, size_index=None):
+    """The per-clip half of the recipe shared by build_dataset and preprocess_video.
 
     fetch(indices (T, L)) -> list of streams: [rgb] or [flow_x, flow_y]; each (T, L) JPEG
     strings (encoded=True) or uint8 (T, L, H, W, c) (encoded=False).
-    Returns float32 (T, S, S, C) for train, (V, T, S, S, C) otherwise.
+    Returns the clip on the 8-bit scale, stacked on channels (C0 = 3L rgb/rgbdiff, 2L flow),
+    before RGB differences and normalisation (`_finish`, run once per batch):
+      train, size_index None: float32 (T, S, S, C0): crop (decoded from the crop window
+        only), flip (uint8, before resizing: flip and bilinear resize commute), resize;
+      train, size_index given: uint8 (T, h, w, C0), the flipped crop of candidate size
+        `size_index`, which `_finish` resizes with the rest of its batch;
+      val/test: float32 (V, T, S, S, C0) evaluation views.
     """
-    channels = _check_args(sampler, modality, mode, num_crops, backbone)
     is_flow = modality == "flow"
     decode_channels = 1 if is_flow else 3
     if mode == "train":
@@ -90,7 +101,8 @@ def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_siz
         else:
             height, width = tf.unstack(tf.shape(streams[0])[2:4])
         scales = augment.RGB_SCALES if modality == "rgb" else augment.FLOW_SCALES
-        window = augment.sample_crop_window(height, width, s_crop, input_size, scales)
+        window = augment.sample_crop_window(height, width, s_crop, input_size, scales,
+                                            size_index=size_index)
     if encoded:
         frames = [_decode(s, decode_channels, window) for s in streams]
     elif window is not None:
@@ -102,17 +114,21 @@ def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_siz
         stacked = mod.flow_stack(frames[0][..., 0], frames[1][..., 0])
     else:
         stacked = mod.rgb_stack(frames[0])
-    if mode == "train":
-        clip = augment.resize(stacked, [input_size, input_size])
-        clip = augment.random_flip(clip, s_flip, is_flow)
-    else:
-        clip = augment.eval_views(stacked, num_crops, input_size, is_flow)
+    if mode != "train":
+        return augment.eval_views(stacked, num_crops, input_size, is_flow)
+    clip = augment.random_flip(stacked, s_flip, is_flow)
+    return clip if size_index is not None else augment.resize(clip, [input_size, input_size])
+
+
+def _finish(clip, *, modality, backbone, input_size):
+    """The per-batch half: (..., h, w, C0) clips from `_transform` -> float32 network input
+    (..., S, S, C): resize uint8 crops (crop_size_per='batch'), RGB differences, normalise.
+    One op of each kind per batch instead of one per clip."""
+    if clip.dtype == tf.uint8:
+        clip = augment.resize(clip, [input_size, input_size])
     if modality == "rgbdiff":
         clip = mod.rgb_diff_channels(clip)
-    clip = augment.normalize(clip, backbone, modality)
-    steps = sampler.num_steps(mode)
-    shape = [steps, input_size, input_size, channels]
-    return tf.ensure_shape(clip, shape if mode == "train" else [num_crops] + shape)
+    return augment.normalize(clip, backbone, modality)
 
 
 def preprocess_video(frames, *, sampler, modality="rgb", mode="test", input_size=224,
@@ -144,8 +160,13 @@ def preprocess_video(frames, *, sampler, modality="rgb", mode="test", input_size
 
         def fetch(idx):
             return [tf.gather(frames, idx)]
-    return _transform(fetch, num, encoded=False, sampler=sampler, modality=modality, mode=mode,
-                      input_size=input_size, backbone=backbone, num_crops=num_crops, seed=seed)
+    channels = _check_args(sampler, modality, mode, num_crops, backbone)
+    clip = _transform(fetch, num, encoded=False, sampler=sampler, modality=modality, mode=mode,
+                      input_size=input_size, num_crops=num_crops, seed=seed)
+    clip = _finish(clip, modality=modality, backbone=backbone, input_size=input_size)
+    steps = sampler.num_steps(mode)
+    shape = [steps, input_size, input_size, channels]
+    return tf.ensure_shape(clip, shape if mode == "train" else [num_crops] + shape)
 
 
 # ------------------------------------------------------------------------------ file lists
@@ -202,8 +223,13 @@ def _frame_names(video_dir, prefix, indices):
 
 
 def _read_files(names):
-    flat = tf.map_fn(tf.io.read_file, tf.reshape(names, [-1]),
-                     fn_output_signature=tf.TensorSpec([], tf.string))
+    """Reads files named by a string tensor -> their bytes, same shape (one op per file when
+    the shape is static)."""
+    if names.shape.is_fully_defined():
+        flat = tf.stack([tf.io.read_file(n) for n in tf.unstack(tf.reshape(names, [-1]))])
+    else:
+        flat = tf.map_fn(tf.io.read_file, tf.reshape(names, [-1]),
+                         fn_output_signature=tf.TensorSpec([], tf.string))
     return tf.reshape(flat, tf.shape(names))
 
 
@@ -270,7 +296,7 @@ def _batch_variable_length(ds, batch_size, drop_remainder, fixed_steps, num_para
 def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_size=224,
                   backbone="resnet50", num_crops=1, seed=0, input_context=None, repeat=None,
                   shuffle_buffer=64, drop_remainder=None, num_parallel_calls=tf.data.AUTOTUNE,
-                  cache=False):
+                  cache=False, crop_size_per="clip"):
     """Batches of {'clip', 'label', 'id'} from TFRecord shards or raw-frame list files.
 
     files: path, glob pattern or a list of them (TFRecord shards, or `*.list` files).
@@ -285,9 +311,20 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
     than pipelines) are sharded by pipeline and batch_size is the global batch size.
     repeat: None -> forever in train, once otherwise. drop_remainder: None -> train only.
     cache: False, True (memory) or a file prefix; caches the serialized records / file list.
+    crop_size_per: 'clip' (TSN: every clip draws its (w, h) crop candidate) or 'batch' (train
+    only: one candidate per batch, drawn from a stateless seed of the batch index; origin
+    and flip stay per clip). Every candidate stays equally likely, but the sizes within a
+    batch are equal (correlated), which lets a batch of uint8 crops be resized by one op.
+    'batch' needs frames of one size within a batch (as prepare_data writes them); clips of
+    different crop shapes cannot be batched and raise InvalidArgumentError.
+
+    Per clip only reading, decoding of the crop window (uint8), channel stacking, the flip
+    and (crop_size_per='clip') the resize run; RGB differences and normalisation (and for
+    'batch' the resize) run once per batch.
     """
     channels = _check_args(sampler, modality, mode, num_crops, backbone)
-    del channels
+    if crop_size_per not in ("clip", "batch"):
+        raise ValueError(f"crop_size_per must be 'clip' or 'batch', got {crop_size_per!r}")
     training = mode == "train"
     repeat = training if repeat is None else repeat
     drop_remainder = training if drop_remainder is None else drop_remainder
@@ -298,11 +335,24 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     base_seed = tf.random.experimental.stateless_fold_in(as_seed(int(seed)), pipe_id)
     is_flow = modality == "flow"
-    common = dict(encoded=True, sampler=sampler, modality=modality, mode=mode,
-                  input_size=input_size, backbone=backbone, num_crops=num_crops)
+    per_batch = training and crop_size_per == "batch"
+    size_seed = tf.random.experimental.stateless_fold_in(as_seed([int(seed), 1]), pipe_id)
+    scales = augment.RGB_SCALES if modality == "rgb" else augment.FLOW_SCALES
 
-    def example_seed(index):
-        return tf.random.experimental.stateless_fold_in(base_seed, index) if training else None
+    def transform(fetch, num, index):
+        if not training:
+            return _transform(fetch, num, encoded=True, sampler=sampler, modality=modality,
+                              mode=mode, input_size=input_size, num_crops=num_crops, seed=None)
+        size_index = None
+        if per_batch:                                  # element i is in batch i // B
+            batch_seed = tf.random.experimental.stateless_fold_in(size_seed,
+                                                                  index // batch_size)
+            size_index = tf.random.stateless_uniform(
+                [], batch_seed, 0, augment.num_crop_sizes(scales), dtype=tf.int32)
+        return _transform(fetch, num, encoded=True, sampler=sampler, modality=modality,
+                          mode=mode, input_size=input_size, num_crops=num_crops,
+                          seed=tf.random.experimental.stateless_fold_in(base_seed, index),
+                          size_index=size_index)
 
     if layout == "tfrecord":
         ds = tf.data.Dataset.from_tensor_slices(paths)
@@ -338,8 +388,7 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
                 streams = (ex["flow_x"], ex["flow_y"])
             else:
                 num, streams = ex["num_frames"], (ex["frames"],)
-            clip = _transform(lambda idx: [tf.gather(s, idx) for s in streams], num,
-                              seed=example_seed(index), **common)
+            clip = transform(lambda idx: [tf.gather(s, idx) for s in streams], num, index)
             return {"clip": clip, "label": ex["label"], "id": ex["id"]}
     else:
         dirs, ids, counts, labels = [], [], [], []
@@ -355,9 +404,9 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
 
         def load(index, meta):
             num = meta["num_frames"] - 1 if is_flow else meta["num_frames"]
-            clip = _transform(
+            clip = transform(
                 lambda idx: [_read_files(_frame_names(meta["dir"], p, idx)) for p in prefixes],
-                num, seed=example_seed(index), **common)
+                num, index)
             return {"clip": clip, "label": meta["label"], "id": meta["id"]}
 
     if cache:
@@ -375,4 +424,13 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
     else:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder,
                       num_parallel_calls=num_parallel_calls, deterministic=True)
+    steps = sampler.num_steps(mode)
+    shape = [steps, input_size, input_size, channels]
+    shape = tf.TensorShape([None] + (shape if training else [num_crops] + shape))
+
+    def finish(batch):
+        clip = _finish(batch["clip"], modality=modality, backbone=backbone,
+                       input_size=input_size)
+        return {**batch, "clip": tf.ensure_shape(clip, shape)}
+    ds = ds.map(finish, num_parallel_calls=num_parallel_calls, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -11,7 +11,7 @@ from .tsn import build_tsn
 MODELS = {
     "tsn": build_tsn,
     "stnet": build_stnet,
-    "dynamic_image_net": build_dynamic_image_net,
+    "dynamic_image": build_dynamic_image_net,
 }
 
 

@@ -38,7 +38,7 @@ MODEL_KEYS = ("backbone", "modality", "width", "input_size", "num_segments", "ne
               "temporal_block", "pooling", "pool_before", "feature_dim", "feature")
 # Sampler of each model family when run_config records none.
 DEFAULT_SAMPLER = {"tsn": "tsn", "stnet": "stnet", "din": "uniform", "videomap": "uniform",
-                   "dynamic_image_net": "mdi"}
+                   "dynamic_image": "mdi"}
 TRAINED = "trained"   # num_segments of builder_kwargs / build_model: keep the run's time length
 TEST_SEGMENTS = 25    # snippets of the TSN test protocol (REFERENCE.md section 2)
 
