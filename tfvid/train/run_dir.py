@@ -128,10 +128,10 @@ def restore(model, model_dir: str, checkpoint: str | None = None) -> str:
     if path.endswith(".weights.h5"):
         model.load_weights(path)
         return path
-    status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
     try:
+        status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
         status.assert_existing_objects_matched()
-    except AssertionError as err:
+    except (AssertionError, ValueError) as err:   # missing objects or incompatible shapes
         raise ValueError(f"checkpoint {path} does not match the model rebuilt from "
                          f"{os.path.join(model_dir, RUN_CONFIG)}: {err}") from None
     return path
