@@ -235,23 +235,9 @@ def test_export_round_trip(stream, tmp_path):
 
 
 # -------------------------------------------------------------------------- train job
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    """Tiny synthetic videos (tfvid.data.synthetic) prepared as TFRecords (tfvid.data.prepare)."""
-    from tfvid.data.indexes import VideoEntry
-    from tfvid.data.prepare import prepare, shard_paths
-    from tfvid.data.synthetic import make_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("synthetic")
-    info = make_synthetic_dataset(str(root / "src"), num_classes=2, videos_per_class=2,
-                                  groups=2, frame_size=(48, 36), num_frames=(14, 20))
-    entries = [VideoEntry(os.path.splitext(os.path.basename(v["path"]))[0],
-                          os.path.join(info["videos_dir"], v["path"]), v["label"],
-                          v["class_name"], "train") for v in info["videos"]]
-    out = str(root / "records")
-    prepare(entries, info["class_names"], output_dir=out, split="train", num_shards=1,
-            frame_size=(48, 36), workers=1, progress=False)
-    return shard_paths(out, "train")
+@pytest.fixture
+def records(tiny_records):
+    return tiny_records
 
 
 def test_train_job_di_stream(records, tmp_path):

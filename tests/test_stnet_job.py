@@ -1,31 +1,11 @@
 """StNet through the jobs: train (--model=stnet) -> evaluate (T=7 train, more test segments)
 -> export -> TFLite, on tiny synthetic records."""
 import json
-import os
 
 import numpy as np
-import pytest
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    from tfvid.data.indexes import VideoEntry
-    from tfvid.data.prepare import prepare, shard_paths
-    from tfvid.data.synthetic import make_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("stnet_synthetic")
-    info = make_synthetic_dataset(str(root / "src"), num_classes=2, videos_per_class=2, groups=2,
-                                  frame_size=(48, 36), num_frames=(14, 20))
-    entries = [VideoEntry(os.path.splitext(os.path.basename(v["path"]))[0],
-                          os.path.join(info["videos_dir"], v["path"]), v["label"],
-                          v["class_name"], "train") for v in info["videos"]]
-    out = str(root / "records")
-    prepare(entries, info["class_names"], output_dir=out, split="train", num_shards=1,
-            frame_size=(48, 36), workers=1, progress=False)
-    return shard_paths(out, "train")
-
-
-def test_stnet_train_evaluate_export_tflite(records, tmp_path):
+def test_stnet_train_evaluate_export_tflite(tiny_records, tmp_path):
     from absl import flags
 
     from pipelines import train as job
@@ -34,7 +14,7 @@ def test_stnet_train_evaluate_export_tflite(records, tmp_path):
     from tfvid.export import check_parity, convert_to_tflite, load_export
 
     run = tmp_path / "stnet"
-    argv = ["train", f"--train_data={','.join(records)}", f"--model_dir={run}", "--model=stnet",
+    argv = ["train", f"--train_data={','.join(tiny_records)}", f"--model_dir={run}", "--model=stnet",
             "--backbone=tiny", "--width=0.25", "--input_size=32", "--num_segments=3",
             "--frames_per_segment=2", "--temporal_block=official", "--batch_size=2",
             "--steps=3", "--lr=0.01", "--noprogress", "--log_every=1"]
@@ -50,7 +30,7 @@ def test_stnet_train_evaluate_export_tflite(records, tmp_path):
     assert (cfg["sampler"]["num_segments"], cfg["sampler"]["frames_per_segment"]) == (3, 2)
 
     # Test protocol with more segments than training (the time axis is variable).
-    summary = evaluate_model_dir(str(run), ",".join(records), mode="test", num_segments=5,
+    summary = evaluate_model_dir(str(run), ",".join(tiny_records), mode="test", num_segments=5,
                                  num_crops=1, progress=False)
     assert summary["num_videos"] == 4 and 0 <= summary["top1"] <= 1
 
