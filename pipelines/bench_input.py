@@ -30,11 +30,11 @@ TF_VARIANTS = ("tfrecord", "tfrecord.bound", "tfrecord.parse", "tfrecord.read",
 
 
 def tf_dataset(variant: str, data: dict, *, batch_size: int, num_segments: int,
-               input_size: int, backbone: str, seed: int = 0, crop_size_per: str = "clip"):
+               input_size: int, backbone: str, seed: int = 0):
     """The tf.data pipeline of one variant (see TF_VARIANTS), batched and prefetched.
 
     'tfrecord'/'frames': tfvid.data.build_dataset (train mode, TSN sampler, float32
-    (B, K, S, S, 3)), with `crop_size_per` ('clip' or 'batch'). '.bound': uint8 (B, K, 1, H, W, 3) decoded sampled frames. '.parse':
+    (B, K, S, S, 3)). '.bound': uint8 (B, K, 1, H, W, 3) decoded sampled frames. '.parse':
     the K sampled JPEG strings (B, K, 1) after parsing. '.read': serialized records (B,)
     ('tfrecord') or the K files' bytes (B, K, 1) ('frames'). File order, shuffling,
     interleave and parallelism follow build_dataset.
@@ -49,8 +49,7 @@ def tf_dataset(variant: str, data: dict, *, batch_size: int, num_segments: int,
     files = data["shards"] if layout == "tfrecord" else data["list"]
     if not stage:
         return build_dataset(files, sampler=sampler, mode="train", batch_size=batch_size,
-                             input_size=input_size, backbone=backbone, seed=seed,
-                             crop_size_per=crop_size_per)
+                             input_size=input_size, backbone=backbone, seed=seed)
     auto = tf.data.AUTOTUNE
     base = as_seed(int(seed))
 

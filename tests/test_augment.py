@@ -202,3 +202,21 @@ def test_num_channels():
         modality.num_channels("rgbdiff", 1)
     with pytest.raises(ValueError, match="known"):
         modality.num_channels("depth", 1)
+
+
+def test_flip_commutes_with_resize_and_resize_any_rank():
+    """The pipeline flips uint8 crops before resizing: the same as flipping after (bilinear,
+    half-pixel centres, up- and downscaling), also for flow."""
+    rng = np.random.default_rng(1)
+    for shape in [(2, 3, 21, 30, 3), (2, 20, 26, 10)]:
+        x = rng.integers(0, 256, shape).astype(np.uint8)
+        is_flow = shape[-1] == 10
+        for size in ([16, 16], [32, 40]):
+            a = augment.resize(augment.flip(x, is_flow), size).numpy()
+            b = augment.flip(augment.resize(x, size), is_flow).numpy()
+            np.testing.assert_allclose(a, b, atol=1e-3)
+            flat = tf.image.resize(tf.cast(x.reshape((-1,) + shape[-3:]), tf.float32), size)
+            np.testing.assert_allclose(a.reshape(flat.shape), augment.flip(
+                flat, is_flow).numpy(), atol=1e-3)
+        same = augment.resize(x, list(shape[-3:-1])).numpy()          # no-op size: a cast
+        assert same.dtype == np.float32 and (same == x).all()

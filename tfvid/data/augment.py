@@ -66,29 +66,16 @@ def fixed_crop_origins(width: int, height: int, crop_w: int, crop_h: int,
             for p in _fixed_crop_origins_tf(width, height, crop_w, crop_h, more_fixed).numpy()]
 
 
-def num_crop_sizes(scales=RGB_SCALES, max_distort: int = 1) -> int:
-    """How many (w, h) candidates crop_size_pairs gives (10 for RGB_SCALES, 7 for FLOW_SCALES)."""
-    n = len(scales)
-    return sum(abs(i - j) <= max_distort for i in range(n) for j in range(n))
-
-
 def sample_crop_window(height, width, seed, input_size: int = 224, scales=RGB_SCALES,
-                       max_distort: int = 1, more_fixed: bool = True,
-                       size_index=None) -> tf.Tensor:
+                       max_distort: int = 1, more_fixed: bool = True) -> tf.Tensor:
     """A random multi-scale crop window int32 [y, x, crop_h, crop_w] (stateless `seed`).
 
     One of the candidate (w, h) pairs, then one of the 13 fixed origins, uniformly.
-    size_index: None draws the pair from `seed`; an int32 scalar in [0, num_crop_sizes)
-    picks it (build_dataset's crop_size_per='batch' draws one per batch); the origin is drawn
-    from `seed` either way.
     """
     seed = _seed(seed)
     s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     pairs = _crop_size_pairs_tf(width, height, tuple(scales), input_size, max_distort)
-    if size_index is None:
-        pick = tf.random.stateless_uniform([], s1, 0, tf.shape(pairs)[0], dtype=tf.int32)
-    else:
-        pick = tf.cast(size_index, tf.int32)
+    pick = tf.random.stateless_uniform([], s1, 0, tf.shape(pairs)[0], dtype=tf.int32)
     crop_w, crop_h = pairs[pick, 0], pairs[pick, 1]
     origins = _fixed_crop_origins_tf(width, height, crop_w, crop_h, more_fixed)
     o = origins[tf.random.stateless_uniform([], s2, 0, tf.shape(origins)[0], dtype=tf.int32)]
@@ -127,7 +114,10 @@ def multiscale_crop(clip, seed, input_size: int = 224, scales=RGB_SCALES, max_di
 # ------------------------------------------------------------------------------------- flips
 def flip(clip, is_flow: bool = False) -> tf.Tensor:
     """Horizontal flip of (..., H, W, C); for flow stacks also x -> 255 - x on even channels."""
-    out = tf.reverse(clip, axis=[-2])
+    clip = tf.convert_to_tensor(clip)
+    shape = tf.shape(clip)            # reversing axis 1 of a 3-D (rows, W, C) view is faster
+    rows = tf.reshape(clip, tf.concat([[-1], shape[-2:]], 0))
+    out = tf.ensure_shape(tf.reshape(tf.reverse(rows, axis=[1]), shape), clip.shape)
     if not is_flow:
         return out
     is_x = tf.range(tf.shape(clip)[-1]) % 2 == 0
@@ -255,6 +245,9 @@ def normalize(clip, backbone: str, modality: str = "rgb") -> tf.Tensor:
     """(..., C) 8-bit-scale clip -> float32 network input (see NORMALIZATION).
 
     rgb/rgbdiff: C is a multiple of 3 (frame-major colour triples, RGB order in); flow: any C.
+    BGR backbones: the channel order and scale as one fixed 1x1 convolution (oneDNN); then
+    (and for the others, which need no shuffle) the per-channel multiply/add on the (..., W*C)
+    view, where it vectorises (a bias_add over C = 3 does not) and runs in place on a batch.
     """
     cfg = normalization_config(backbone, modality)
     x = tf.cast(clip, tf.float32)
@@ -263,32 +256,23 @@ def normalize(clip, backbone: str, modality: str = "rgb") -> tf.Tensor:
         raise ValueError("normalize needs a static channel count")
     if modality != "flow" and channels % 3:
         raise ValueError(f"modality {modality!r} needs a multiple of 3 channels, got {channels}")
-    # out[..., o] = sum_i x[..., i] * M[i, o] + bias[o]: channel order, scale, mean and std as one
-    # fixed 1x1 convolution (oneDNN runs it faster than separate reverse/multiply/add ops).
     period = 1 if modality == "flow" else 3
-    matrix = [[0.0] * channels for _ in range(channels)]
-    bias = []
-    for o in range(channels):
-        k = o % period
-        src = o - k + (period - 1 - k if cfg["channel_order"] == "bgr" else k)
-        matrix[src][o] = cfg["scale"] / cfg["std"][k]
-        bias.append(-cfg["mean"][k] / cfg["std"][k])
+    shuffle = modality != "flow" and cfg["channel_order"] == "bgr"
+    mul = [cfg["scale"] / cfg["std"][o % period] for o in range(channels)]
+    add = [-cfg["mean"][o % period] / cfg["std"][o % period] for o in range(channels)]
     shape = tf.shape(x)
-    flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
-    import os
-    V = os.environ.get("NORMV", "conv")
-    if V == "conv":
-        out = tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID")
-        out = tf.nn.bias_add(out, tf.constant(bias, tf.float32))
-    elif V == "convflat":
-        out = tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID")
-        w = tf.shape(out)[2]
-        out = tf.reshape(tf.reshape(out, [-1, w * channels]) + tf.tile(tf.constant(bias, tf.float32), [w]), tf.shape(out))
-    elif V == "none":
-        out = flat
-    elif V == "conv0":
-        out = tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID")
-    elif V == "flat":   # no reorder (timing only)
-        w = tf.shape(flat)[2]
-        out = tf.reshape(tf.reshape(flat, [-1, w * channels]) + tf.tile(tf.constant(bias, tf.float32), [w]), tf.shape(flat))
-    return tf.ensure_shape(tf.reshape(out, shape), x.shape)
+    if shuffle:   # out[..., o] = x[..., src(o)] * mul[o]: one 1x1 convolution (oneDNN)
+        matrix = [[0.0] * channels for _ in range(channels)]
+        for o in range(channels):
+            k = o % period
+            matrix[o - k + period - 1 - k][o] = mul[o]
+        flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
+        x = tf.reshape(tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID"),
+                       shape)
+        mul = [1.0] * channels
+    rows = tf.reshape(x, tf.concat([shape[:-2], [shape[-2] * channels]], 0))
+    if any(m != 1.0 for m in mul):
+        rows = rows * tf.tile(tf.constant(mul, tf.float32), shape[-2:-1])
+    if any(a != 0.0 for a in add):
+        rows = rows + tf.tile(tf.constant(add, tf.float32), shape[-2:-1])
+    return tf.ensure_shape(tf.reshape(rows, shape), x.shape)

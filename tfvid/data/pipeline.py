@@ -3,10 +3,12 @@
     build_dataset(files, sampler=..., mode=...)   TFRecords or raw-frame folders -> batches
     preprocess_video(frames, sampler=..., ...)    the same transforms on one decoded video
 
-Both run one function, `_transform`: sample indices -> fetch the sampled frames (encoded strings
-or decoded arrays) -> decode only those (train: decode_and_crop_jpeg of the crop window) ->
-stack the L frames of a step on channels -> train: resize the crop + random flip; val/test:
-evaluation views -> RGB differences -> normalise.
+Both run one recipe in two halves. Per clip (`_transform`): sample indices -> fetch the
+sampled frames (encoded strings or decoded arrays) -> decode only those (train:
+decode_and_crop_jpeg of the crop window) -> stack the L frames of a step on channels (uint8)
+-> train: random flip (uint8, before the resize: flip and bilinear resize commute) + resize
+of the crop; val/test: evaluation views. Per batch (`_finish`, one op of each kind per batch):
+RGB differences -> normalise.
 
 Storage layouts (chosen from `files`):
   TFRecord shards   paths or glob patterns of tfvid SequenceExamples (schema.py); names ending
@@ -70,17 +72,15 @@ def _check_args(sampler, modality, mode, num_crops, backbone):
 
 
 def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_size, num_crops,
-               seed, size_index=None):
+               seed):
     """The per-clip half of the recipe shared by build_dataset and preprocess_video.
 
     fetch(indices (T, L)) -> list of streams: [rgb] or [flow_x, flow_y]; each (T, L) JPEG
     strings (encoded=True) or uint8 (T, L, H, W, c) (encoded=False).
     Returns the clip on the 8-bit scale, stacked on channels (C0 = 3L rgb/rgbdiff, 2L flow),
     before RGB differences and normalisation (`_finish`, run once per batch):
-      train, size_index None: float32 (T, S, S, C0): crop (decoded from the crop window
-        only), flip (uint8, before resizing: flip and bilinear resize commute), resize;
-      train, size_index given: uint8 (T, h, w, C0), the flipped crop of candidate size
-        `size_index`, which `_finish` resizes with the rest of its batch;
+      train: float32 (T, S, S, C0): crop (decoded from the crop window only), flip (uint8,
+        before resizing: flip and bilinear resize commute), resize;
       val/test: float32 (V, T, S, S, C0) evaluation views.
     """
     is_flow = modality == "flow"
@@ -101,8 +101,7 @@ def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_siz
         else:
             height, width = tf.unstack(tf.shape(streams[0])[2:4])
         scales = augment.RGB_SCALES if modality == "rgb" else augment.FLOW_SCALES
-        window = augment.sample_crop_window(height, width, s_crop, input_size, scales,
-                                            size_index=size_index)
+        window = augment.sample_crop_window(height, width, s_crop, input_size, scales)
     if encoded:
         frames = [_decode(s, decode_channels, window) for s in streams]
     elif window is not None:
@@ -117,15 +116,12 @@ def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_siz
     if mode != "train":
         return augment.eval_views(stacked, num_crops, input_size, is_flow)
     clip = augment.random_flip(stacked, s_flip, is_flow)
-    return clip if size_index is not None else augment.resize(clip, [input_size, input_size])
+    return augment.resize(clip, [input_size, input_size])
 
 
-def _finish(clip, *, modality, backbone, input_size):
-    """The per-batch half: (..., h, w, C0) clips from `_transform` -> float32 network input
-    (..., S, S, C): resize uint8 crops (crop_size_per='batch'), RGB differences, normalise.
-    One op of each kind per batch instead of one per clip."""
-    if clip.dtype == tf.uint8:
-        clip = augment.resize(clip, [input_size, input_size])
+def _finish(clip, *, modality, backbone):
+    """The per-batch half: (..., S, S, C0) clips from `_transform` -> float32 network input
+    (..., S, S, C): RGB differences, normalise. One op of each kind per batch, not per clip."""
     if modality == "rgbdiff":
         clip = mod.rgb_diff_channels(clip)
     return augment.normalize(clip, backbone, modality)
@@ -163,7 +159,7 @@ def preprocess_video(frames, *, sampler, modality="rgb", mode="test", input_size
     channels = _check_args(sampler, modality, mode, num_crops, backbone)
     clip = _transform(fetch, num, encoded=False, sampler=sampler, modality=modality, mode=mode,
                       input_size=input_size, num_crops=num_crops, seed=seed)
-    clip = _finish(clip, modality=modality, backbone=backbone, input_size=input_size)
+    clip = _finish(clip, modality=modality, backbone=backbone)
     steps = sampler.num_steps(mode)
     shape = [steps, input_size, input_size, channels]
     return tf.ensure_shape(clip, shape if mode == "train" else [num_crops] + shape)
@@ -296,7 +292,7 @@ def _batch_variable_length(ds, batch_size, drop_remainder, fixed_steps, num_para
 def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_size=224,
                   backbone="resnet50", num_crops=1, seed=0, input_context=None, repeat=None,
                   shuffle_buffer=64, drop_remainder=None, num_parallel_calls=tf.data.AUTOTUNE,
-                  cache=False, crop_size_per="clip"):
+                  cache=False):
     """Batches of {'clip', 'label', 'id'} from TFRecord shards or raw-frame list files.
 
     files: path, glob pattern or a list of them (TFRecord shards, or `*.list` files).
@@ -311,20 +307,11 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
     than pipelines) are sharded by pipeline and batch_size is the global batch size.
     repeat: None -> forever in train, once otherwise. drop_remainder: None -> train only.
     cache: False, True (memory) or a file prefix; caches the serialized records / file list.
-    crop_size_per: 'clip' (TSN: every clip draws its (w, h) crop candidate) or 'batch' (train
-    only: one candidate per batch, drawn from a stateless seed of the batch index; origin
-    and flip stay per clip). Every candidate stays equally likely, but the sizes within a
-    batch are equal (correlated), which lets a batch of uint8 crops be resized by one op.
-    'batch' needs frames of one size within a batch (as prepare_data writes them); clips of
-    different crop shapes cannot be batched and raise InvalidArgumentError.
 
     Per clip only reading, decoding of the crop window (uint8), channel stacking, the flip
-    and (crop_size_per='clip') the resize run; RGB differences and normalisation (and for
-    'batch' the resize) run once per batch.
+    (uint8) and the resize run; RGB differences and normalisation run once per batch.
     """
     channels = _check_args(sampler, modality, mode, num_crops, backbone)
-    if crop_size_per not in ("clip", "batch"):
-        raise ValueError(f"crop_size_per must be 'clip' or 'batch', got {crop_size_per!r}")
     training = mode == "train"
     repeat = training if repeat is None else repeat
     drop_remainder = training if drop_remainder is None else drop_remainder
@@ -335,24 +322,13 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     base_seed = tf.random.experimental.stateless_fold_in(as_seed(int(seed)), pipe_id)
     is_flow = modality == "flow"
-    per_batch = training and crop_size_per == "batch"
-    size_seed = tf.random.experimental.stateless_fold_in(as_seed([int(seed), 1]), pipe_id)
-    scales = augment.RGB_SCALES if modality == "rgb" else augment.FLOW_SCALES
 
     def transform(fetch, num, index):
-        if not training:
-            return _transform(fetch, num, encoded=True, sampler=sampler, modality=modality,
-                              mode=mode, input_size=input_size, num_crops=num_crops, seed=None)
-        size_index = None
-        if per_batch:                                  # element i is in batch i // B
-            batch_seed = tf.random.experimental.stateless_fold_in(size_seed,
-                                                                  index // batch_size)
-            size_index = tf.random.stateless_uniform(
-                [], batch_seed, 0, augment.num_crop_sizes(scales), dtype=tf.int32)
+        clip_seed = (tf.random.experimental.stateless_fold_in(base_seed, index) if training
+                     else None)
         return _transform(fetch, num, encoded=True, sampler=sampler, modality=modality,
                           mode=mode, input_size=input_size, num_crops=num_crops,
-                          seed=tf.random.experimental.stateless_fold_in(base_seed, index),
-                          size_index=size_index)
+                          seed=clip_seed)
 
     if layout == "tfrecord":
         ds = tf.data.Dataset.from_tensor_slices(paths)
@@ -429,8 +405,7 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
     shape = tf.TensorShape([None] + (shape if training else [num_crops] + shape))
 
     def finish(batch):
-        clip = _finish(batch["clip"], modality=modality, backbone=backbone,
-                       input_size=input_size)
+        clip = _finish(batch["clip"], modality=modality, backbone=backbone)
         return {**batch, "clip": tf.ensure_shape(clip, shape)}
     ds = ds.map(finish, num_parallel_calls=num_parallel_calls, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
