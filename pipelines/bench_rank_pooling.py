@@ -44,7 +44,6 @@ define_flag("integer", "rp_frames", 150, "Frames per video (the paper's average 
 define_flag("string", "rp_frame_size", "340x256", "Frame size WIDTHxHEIGHT of the videos.")
 define_flag("integer", "rp_arp_repeats", 5, "Timed ARP runs per video (the best counts).")
 define_flag("string", "rp_bench_dir", None, "Where the videos are kept (default: a temporary dir).")
-define_flag("string", "json", None, "Optional path of a JSON file for the results.")
 
 
 def make_videos(folder: str, num_videos: int, num_frames: int, frame_size, seed: int = 0):
@@ -129,20 +128,6 @@ def run_rank_pooling_benchmark(num_videos: int = 3, num_frames: int = 150,
     }
 
 
-def run_from_settings(cfg: dict) -> dict:
-    """Adapter for pipelines/benchmark.py settings dicts: uses cfg['bench_dir'],
-    cfg['video_size'] and cfg['seed'] when present; the other settings keep this benchmark's
-    defaults (3 videos of 150 frames: RP takes seconds per video)."""
-    kw = {}
-    if cfg.get("bench_dir"):
-        kw["bench_dir"] = cfg["bench_dir"]
-    if cfg.get("video_size"):
-        kw["frame_size"] = tuple(cfg["video_size"])
-    if "seed" in cfg:
-        kw["seed"] = int(cfg["seed"])
-    return run_rank_pooling_benchmark(**kw)
-
-
 def format_table(result: dict, markdown: bool = False) -> str:
     """The result as a small table (plain text or markdown) against the paper, then targets."""
     p = result["paper"]
@@ -176,27 +161,13 @@ def format_table(result: dict, markdown: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def run_from_flags() -> dict:
+    """The benchmark with the --rp_* flags (pipelines/benchmark.py --bench=rank-pooling)."""
     try:
         w, h = (int(v) for v in FLAGS.rp_frame_size.lower().split("x"))
     except ValueError:
         raise app.UsageError(f"--rp_frame_size must be WIDTHxHEIGHT, got "
                              f"{FLAGS.rp_frame_size!r}") from None
-    result = run_rank_pooling_benchmark(num_videos=FLAGS.rp_videos, num_frames=FLAGS.rp_frames,
-                                        frame_size=(w, h), arp_repeats=FLAGS.rp_arp_repeats,
-                                        bench_dir=FLAGS.rp_bench_dir)
-    print(format_table(result), flush=True)
-    if FLAGS.json:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json)), exist_ok=True)
-        with open(FLAGS.json, "w", encoding="utf-8") as f:
-            json.dump({"bench": "rank-pooling", **result}, f, indent=1)
-
-
-def run():
-    app.run(main)
-
-
-if __name__ == "__main__":
-    run()
+    return run_rank_pooling_benchmark(num_videos=FLAGS.rp_videos, num_frames=FLAGS.rp_frames,
+                                      frame_size=(w, h), arp_repeats=FLAGS.rp_arp_repeats,
+                                      bench_dir=FLAGS.rp_bench_dir)

@@ -18,6 +18,10 @@ variants read from the OS page cache. Variants run round-robin --repeats times; 
 of each counts (other programs on the machine only slow runs down).
 --json writes pipeline_clips_per_s (tfvid's fastest layout), bound_clips_per_s (its bound),
 tfrecord_clips_per_s, python_frames_clips_per_s, python_pyav_clips_per_s and the details.
+
+rank-pooling (pipelines/bench_rank_pooling.py): frames per second of approximate (ARP) and exact
+(RP) rank pooling on the same real frames, and the pairwise ranking accuracy of both; --json
+writes arp_fps, rp_fps, arp_ranking_accuracy and rp_ranking_accuracy (percent).
 """
 from __future__ import annotations
 
@@ -28,36 +32,36 @@ import os
 import numpy as np
 from absl import app, flags, logging
 
+from pipelines import bench_rank_pooling
+from pipelines.common import define_flag
+
 FLAGS = flags.FLAGS
 
 
-def _define(kind, name, default, help_text, **kw):
-    """Defines a flag unless another job imported in this process already did (shared names)."""
-    if name not in FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
-
-
-_define("enum", "bench", "input-pipeline", "Benchmark to run.", enum_values=["input-pipeline"])
-_define("string", "json", None, "Optional path of a JSON file for the results.")
-_define("string", "output_md", None, "Optional path of a markdown file with the result table.")
-_define("string", "bench_dir", "benchmark_data", "Where benchmark videos and layouts are kept.")
-_define("integer", "num_videos", 24, "Benchmark videos.")
-_define("list", "video_frames", ["150", "300"], "MIN,MAX frames per video (evenly spread).")
-_define("string", "video_size", "340x256", "Stored frame size WIDTHxHEIGHT.")
-_define("integer", "record_shards", 8, "TFRecord shards the videos are prepared into.")
-_define("integer", "bench_batch_size", 32, "Clips per batch.")
-_define("integer", "bench_segments", 3, "TSN segments K (one RGB frame each).")
-_define("integer", "bench_input_size", 224, "Crop side S.")
-_define("string", "bench_backbone", "bninception", "Backbone whose normalisation is applied.")
-_define("integer", "warmup_batches", 5, "Batches consumed before timing (PyAV loader: 1; "
+define_flag("enum", "bench", "input-pipeline", "Benchmark to run: input-pipeline (TSN training "
+            "input, every storage layout against its bound and two Python loaders) or "
+            "rank-pooling (ARP vs exact RP: fps and pairwise ranking accuracy; --rp_* flags).",
+            enum_values=["input-pipeline", "rank-pooling"])
+define_flag("string", "json", None, "Optional path of a JSON file for the results.")
+define_flag("string", "output_md", None, "Optional path of a markdown file with the result table.")
+define_flag("string", "bench_dir", "benchmark_data", "Where benchmark videos and layouts are kept.")
+define_flag("integer", "num_videos", 24, "Benchmark videos.")
+define_flag("list", "video_frames", ["150", "300"], "MIN,MAX frames per video (evenly spread).")
+define_flag("string", "video_size", "340x256", "Stored frame size WIDTHxHEIGHT.")
+define_flag("integer", "record_shards", 8, "TFRecord shards the videos are prepared into.")
+define_flag("integer", "bench_batch_size", 32, "Clips per batch.")
+define_flag("integer", "bench_segments", 3, "TSN segments K (one RGB frame each).")
+define_flag("integer", "bench_input_size", 224, "Crop side S.")
+define_flag("string", "bench_backbone", "bninception", "Backbone whose normalisation is applied.")
+define_flag("integer", "warmup_batches", 5, "Batches consumed before timing (PyAV loader: 1; "
         "Python loaders round counts up to whole rounds of --loader_workers).")
-_define("integer", "timed_batches", 30, "Batches timed per run.")
-_define("integer", "pyav_batches", 4, "Batches timed per run of the PyAV loader (slow).")
-_define("integer", "repeats", 3, "Round-robin runs of every variant; the best one counts.")
-_define("integer", "loader_workers", 2, "Worker processes of the Python loaders (and of "
+define_flag("integer", "timed_batches", 30, "Batches timed per run.")
+define_flag("integer", "pyav_batches", 4, "Batches timed per run of the PyAV loader (slow).")
+define_flag("integer", "repeats", 3, "Round-robin runs of every variant; the best one counts.")
+define_flag("integer", "loader_workers", 2, "Worker processes of the Python loaders (and of "
         "data preparation).")
-_define("integer", "bench_seed", 0, "Seed of the videos and of sampling.")
-_define("list", "variants", [], "Variants to run (default all): tfrecord, tfrecord.bound, "
+define_flag("integer", "bench_seed", 0, "Seed of the videos and of sampling.")
+define_flag("list", "variants", [], "Variants to run (default all): tfrecord, tfrecord.bound, "
         "tfrecord.parse, tfrecord.read, frames, frames.bound, frames.read, python.frames, "
         "python.pyav.")
 
@@ -275,7 +279,11 @@ def format_table(result: dict, markdown: bool = False) -> str:
 
 
 # ------------------------------------------------------------------------------------ job
-BENCHMARKS = {"input-pipeline": (run_input_pipeline, format_table)}
+# name -> (run: () -> result dict, table: (result, markdown) -> str)
+BENCHMARKS = {
+    "input-pipeline": (lambda: run_input_pipeline(_settings()), format_table),
+    "rank-pooling": (bench_rank_pooling.run_from_flags, bench_rank_pooling.format_table),
+}
 
 
 def _settings() -> dict:
@@ -311,7 +319,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     run_bench, table = BENCHMARKS[FLAGS.bench]
-    result = {"bench": FLAGS.bench, **run_bench(_settings())}
+    result = {"bench": FLAGS.bench, **run_bench()}
     print(table(result), flush=True)
     if FLAGS.json:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json)), exist_ok=True)
