@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from pipelines import bench_rank_pooling
-from pipelines.common import define_flag
+from pipelines.common import check_args, define_flag
 
 FLAGS = flags.FLAGS
 
@@ -316,8 +316,7 @@ def _settings() -> dict:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    check_args(argv)
     run_bench, table = BENCHMARKS[FLAGS.bench]
     result = {"bench": FLAGS.bench, **run_bench()}
     print(table(result), flush=True)

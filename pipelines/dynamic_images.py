@@ -31,7 +31,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from pipelines.common import define_flag
+from pipelines.common import check_args, define_flag
 
 FLAGS = flags.FLAGS
 METHODS = ("arp", "rp")
@@ -184,12 +184,7 @@ def dynamic_images(video: str, output_dir: str, *, window: int = 10, stride: int
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    missing = [f"--{k}" for k in ("video", "output_dir") if not FLAGS[k].value]
-    if missing:
-        raise app.UsageError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                             "required")
+    check_args(argv, "video", "output_dir")
     try:
         size = parse_frame_size(FLAGS.frame_size)
     except ValueError as e:

@@ -99,7 +99,11 @@ def data_files(flag: str) -> list[str]:
 def count_videos(files: list[str]) -> int:
     """Videos in the data: .list lines, a matching <split>-summary.json, or counting records."""
     if files[0].endswith(".list"):
-        return sum(1 for f in files for ln in open(f, encoding="utf-8") if ln.strip())
+        total = 0
+        for path in files:
+            with open(path, encoding="utf-8") as f:
+                total += sum(1 for ln in f if ln.strip())
+        return total
     wanted = {os.path.abspath(f) for f in files}
     folder = os.path.dirname(os.path.abspath(files[0]))
     for summary in glob.glob(os.path.join(folder, "*-summary.json")):

@@ -120,9 +120,14 @@ def write_report(scores, output_dir: str, *, title: str | None = None,
     os.makedirs(output_dir, exist_ok=True)
     metrics.save_scores(os.path.join(output_dir, "scores.npz"), scores, names)
     tmp = os.path.join(output_dir, "metrics.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(output_dir, "metrics.json"))
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        os.replace(tmp, os.path.join(output_dir, "metrics.json"))
+    except BaseException:   # e.g. a non-JSON value in `extra`: leave no temp file behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     cm = metrics.confusion_matrix(scores.labels, scores.logits)
     save_confusion_png(cm, names, os.path.join(output_dir, "confusion.png"), title=title)
     save_confusion_csv(cm, names, os.path.join(output_dir, "confusion.csv"))
