@@ -3,26 +3,38 @@
 Several jobs may be imported in one process (tests, notebooks) and they share flag names
 (--model_dir, --num_segments, --output_dir, --progress...), while absl keeps one flag per name.
 So every job defines its flags with define_flag (the first definition wins, the others are
-skipped), and reads a shared flag whose default differs between jobs with flag_value.
+skipped) and starts its main() with check_args, which also gives every flag the job defined but
+nobody set this job's own default (e.g. train's --batch_size=256, not evaluate's 1).
+flag_value reads one flag the same way.
 """
 from __future__ import annotations
 
 import glob
 import os
+import sys
 
 from absl import app, flags
 
 FLAGS = flags.FLAGS
 # Flags defined through define_flag belong to the job that calls it (its --help lists them).
 flags.disclaim_key_flags()
+# module name of a job -> {flag name: that job's default}, filled by define_flag.
+_JOB_DEFAULTS: dict[str, dict] = {}
+
+
+def _caller_module(depth: int = 2) -> str:
+    """__name__ of the module that called the function calling this one."""
+    return sys._getframe(depth).f_globals.get("__name__", "")
 
 
 def define_flag(kind: str, name: str, default, help_text: str, **kw) -> None:
     """flags.DEFINE_<kind>(name, default, help_text, **kw) unless --name is defined already.
 
     kind: 'string', 'integer', 'float', 'bool', 'enum', 'list', ...; kw: e.g. enum_values,
-    lower_bound. An existing flag keeps its first definition (default, type, help).
+    lower_bound. An existing flag keeps its first definition (default, type, help); this
+    job's default is recorded, and check_args applies it when the flag was not set.
     """
+    _JOB_DEFAULTS.setdefault(_caller_module(), {})[name] = default
     if name not in FLAGS:
         getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
 
@@ -36,7 +48,12 @@ def flag_value(name: str, default):
 
 
 def check_args(argv: list[str], *required: str) -> None:
-    """app.UsageError for positional arguments or naming the `required` flags left empty."""
+    """Starts a job's main(): gives the flags the calling job defined and nobody set that job's
+    own defaults, then raises app.UsageError for positional arguments or naming the `required`
+    flags left empty."""
+    for name, default in _JOB_DEFAULTS.get(_caller_module(), {}).items():
+        if FLAGS[name].using_default_value:
+            FLAGS[name].value = default
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     missing = [f"--{name}" for name in required if not FLAGS[name].value]

@@ -27,7 +27,7 @@ import time
 
 from absl import app, flags
 
-from pipelines.common import define_flag
+from pipelines.common import check_args, define_flag
 
 FLAGS = flags.FLAGS
 define_flag("string", "workdir", "quickstart_out", "Where the videos, records and runs go.")
@@ -119,7 +119,7 @@ def report(metrics_path: str, class_names: list[str], prediction: dict | None) -
 
 
 def main(argv):
-    del argv
+    check_args(argv)
     t0 = time.time()
     work = os.path.abspath(FLAGS.workdir)
     videos, records = os.path.join(work, "synthetic"), os.path.join(work, "records")

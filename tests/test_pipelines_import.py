@@ -72,3 +72,21 @@ def test_job_help_lists_its_flags(job):
     assert JOBS[job] in r.stdout
     r = _run(["-m", f"pipelines.{job}", "--only_check_args"])   # parse the flags, exit 0
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+
+
+def test_each_job_runs_with_its_own_defaults_after_other_jobs_were_imported():
+    """evaluate and export define --batch_size/--num_segments/--input_size first (defaults 1,
+    None, None); train's main must still see its own defaults (256, 3, 224)."""
+    code = ("import pipelines.evaluate, pipelines.export, pipelines.train as t\n"
+            "from absl import app, flags\n"
+            "F = flags.FLAGS\n"
+            "F(['train'])\n"
+            "try:\n"
+            "    t.main(['train'])\n"
+            "except app.UsageError as e:\n"
+            "    print('usage:', e)\n"
+            "print(F.batch_size, F.num_segments, F.input_size)\n")
+    r = _run(["-c", code])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "usage: --model_dir" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "256 3 224"
