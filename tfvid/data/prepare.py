@@ -34,6 +34,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from tfvid.atomic import atomic_path
 from tfvid.data.indexes import VideoEntry
 from tfvid.data.prepare_worker import OrderedResults, count_frame_files
 
@@ -81,16 +82,9 @@ def count_records(path: str) -> int:
 
 # ---------------------------------------------------------------- small file helpers
 
-def _tmp_name(path: str) -> str:
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.tmp-{os.getpid()}")
-
-
 def _atomic_write(path: str, text: str) -> None:
-    tmp = _tmp_name(path)
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def _ensure_writable(output_dir: str) -> None:
@@ -120,7 +114,7 @@ def _write_classes(output_dir: str, class_names: Sequence[str]) -> None:
 def _remove_stale_temps(output_dir: str, split: str, frames_root: str) -> None:
     """Deletes temporary files of crashed runs (they are never read as results)."""
     for f in os.listdir(output_dir):
-        if f.startswith((f".{split}-", f".{split}.list")) and ".tmp-" in f:
+        if f.startswith((f".{split}-", f".{split}.")) and ".tmp-" in f:   # see atomic_path
             os.remove(os.path.join(output_dir, f))
     if os.path.isdir(frames_root):
         for f in os.listdir(frames_root):
@@ -323,11 +317,10 @@ def _write_shard(shard, options, output_dir, progress_path, results, by_id, pre_
     import tensorflow as tf
     from tfvid.data import schema
     final = os.path.join(output_dir, shard["name"])
-    tmp = _tmp_name(final)
     videos = frames = 0
     shard_rejects = [[by_id[i].path, i, pre_rejects[i]] for i in shard["video_ids"]
                      if i in pre_rejects]
-    try:
+    with atomic_path(final) as tmp:
         with tf.io.TFRecordWriter(tmp) as writer:
             for vid in shard["video_ids"]:
                 if vid in pre_rejects:
@@ -352,10 +345,6 @@ def _write_shard(shard, options, output_dir, progress_path, results, by_id, pre_
                     videos += 1
                     frames += r["num_frames"]
                 bar.set_postfix(rejects=len(rejects))
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     info = {"name": shard["name"], "bytes": os.path.getsize(final), "videos": videos,
             "frames": frames, "rejects": shard_rejects}
     with open(progress_path, "a", encoding="utf-8") as f:

@@ -36,6 +36,7 @@ import os
 import cv2
 import numpy as np
 
+from tfvid.atomic import atomic_path
 from tfvid.data.video import write_video
 
 CLASS_NAMES = ("MoveLeft", "MoveRight", "Still", "Grow", "Shrink", "Blink", "RotateClockwise",
@@ -186,11 +187,8 @@ def _test_group_blocks(groups: int) -> list[list[int]]:
 
 
 def _write_atomic(path: str, frames: np.ndarray, fps: float) -> None:
-    d, name = os.path.split(path)
-    stem, ext = os.path.splitext(name)
-    tmp = os.path.join(d, f".{stem}.tmp{ext}")
-    write_video(tmp, frames, fps=fps)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write_video(tmp, frames, fps=fps)
 
 
 def make_synthetic_dataset(root, *, num_classes: int = 10, videos_per_class: int = 12,

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import Sequence
 
 import numpy as np
+
+from tfvid.atomic import atomic_path
 
 NO_LABEL = -1
 
@@ -214,18 +215,9 @@ def save_scores(path: str, scores: Scores, class_names: Sequence[str] | None = N
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, ids=np.asarray(scores.ids, dtype=str), labels=scores.labels,
-                     logits=scores.logits, class_names=np.asarray(names, dtype=str))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, ids=np.asarray(scores.ids, dtype=str), labels=scores.labels,
+                 logits=scores.logits, class_names=np.asarray(names, dtype=str))
     return path
 
 

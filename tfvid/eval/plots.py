@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tfvid.atomic import atomic_path
+
 
 def _names(class_names: Sequence[str] | None, c: int) -> list[str]:
     names = [str(n) for n in class_names] if class_names is not None else [f"class_{i}" for i in range(c)]
@@ -119,15 +121,9 @@ def write_report(scores, output_dir: str, *, title: str | None = None,
         summary = {**summary, **extra}
     os.makedirs(output_dir, exist_ok=True)
     metrics.save_scores(os.path.join(output_dir, "scores.npz"), scores, names)
-    tmp = os.path.join(output_dir, "metrics.json.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-        os.replace(tmp, os.path.join(output_dir, "metrics.json"))
-    except BaseException:   # e.g. a non-JSON value in `extra`: leave no temp file behind
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(os.path.join(output_dir, "metrics.json")) as tmp, \
+            open(tmp, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
     cm = metrics.confusion_matrix(scores.labels, scores.logits)
     save_confusion_png(cm, names, os.path.join(output_dir, "confusion.png"), title=title)
     save_confusion_csv(cm, names, os.path.join(output_dir, "confusion.csv"))

@@ -25,12 +25,12 @@ silently outputs NaN (DESIGN.md, known traps); always compare outputs with `chec
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from tfvid.atomic import atomic_path
 from tfvid.export.savedmodel import INPUT_NAME, SIGNATURE_NAME, resolve_export_dir
 
 OPTIMIZATIONS = {"default": tf.lite.Optimize.DEFAULT}
@@ -133,17 +133,8 @@ def convert_to_tflite(export_dir: str, out_path: str, *, optimizations: Sequence
         raise TFLiteConversionError(f"{export_dir}: the converted model uses non-builtin ops "
                                     f"{bad}")
     out_path = os.fspath(out_path)
-    folder = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tflite", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
+        f.write(content)
     return out_path
 
 
