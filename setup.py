@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["tfvid", "tfvid.*", "pipelines", "pipelines.*"]),
-    package_data={"pipelines": ["configs/*.flags"]},
+    package_data={"pipelines": ["configs/*.flags"], "tfvid.data.kernels": ["*.cc"]},
     install_requires=[
         "tensorflow>=2.20",
         "keras>=3.10",

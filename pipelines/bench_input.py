@@ -4,7 +4,9 @@ timer and PyTorch-style per-sample Python loaders.
 All variants feed TSN-RGB training: K segments of one frame, a TSN multi-scale crop resized to
 S x S, a random flip, normalisation of `backbone`, batches of B clips.
 
-    tfvid layouts      build_dataset over TFRecord shards / a raw-frames .list (the real thing)
+    tfvid layouts      build_dataset over TFRecord shards / a raw-frames .list (the real thing,
+                       with the fused kernels of tfvid.data.kernels when they build)
+    stock              build_dataset(kernels=False) over the raw frames: stock TF ops only
     bounds             the same file reading, parsing, sampling, gather and decoding of only the
                        sampled frames, no crop/flip/resize/normalise (what a layout can reach)
     stages             read (+ parse) only: TFRecord records, or the K JPEG files of a clip
@@ -26,7 +28,7 @@ import numpy as np
 
 # ---------------------------------------------------------------------------- tf variants
 TF_VARIANTS = ("tfrecord", "tfrecord.bound", "tfrecord.parse", "tfrecord.read",
-               "frames", "frames.bound", "frames.read")
+               "frames", "frames.stock", "frames.bound", "frames.read")
 
 
 def tf_dataset(variant: str, data: dict, *, batch_size: int, num_segments: int,
@@ -34,7 +36,7 @@ def tf_dataset(variant: str, data: dict, *, batch_size: int, num_segments: int,
     """The tf.data pipeline of one variant (see TF_VARIANTS), batched and prefetched.
 
     'tfrecord'/'frames': tfvid.data.build_dataset (train mode, TSN sampler, float32
-    (B, K, S, S, 3)). '.bound': uint8 (B, K, 1, H, W, 3) decoded sampled frames. '.parse':
+    (B, K, S, S, 3)); '.stock': the same with kernels=False. '.bound': uint8 (B, K, 1, H, W, 3) decoded sampled frames. '.parse':
     the K sampled JPEG strings (B, K, 1) after parsing. '.read': serialized records (B,)
     ('tfrecord') or the K files' bytes (B, K, 1) ('frames'). File order, shuffling,
     interleave and parallelism follow build_dataset.
@@ -47,9 +49,10 @@ def tf_dataset(variant: str, data: dict, *, batch_size: int, num_segments: int,
         raise ValueError(f"unknown tf variant {variant!r}; known: {TF_VARIANTS}")
     sampler = TSNSampler(num_segments)
     files = data["shards"] if layout == "tfrecord" else data["list"]
-    if not stage:
+    if stage in ("", "stock"):
         return build_dataset(files, sampler=sampler, mode="train", batch_size=batch_size,
-                             input_size=input_size, backbone=backbone, seed=seed)
+                             input_size=input_size, backbone=backbone, seed=seed,
+                             kernels=False if stage else None)
     auto = tf.data.AUTOTUNE
     base = as_seed(int(seed))
 

@@ -62,8 +62,8 @@ define_flag("integer", "loader_workers", 2, "Worker processes of the Python load
         "data preparation).")
 define_flag("integer", "bench_seed", 0, "Seed of the videos and of sampling.")
 define_flag("list", "variants", [], "Variants to run (default all): tfrecord, tfrecord.bound, "
-        "tfrecord.parse, tfrecord.read, frames, frames.bound, frames.read, python.frames, "
-        "python.pyav.")
+        "tfrecord.parse, tfrecord.read, frames, frames.stock, frames.bound, frames.read, "
+        "python.frames, python.pyav.")
 
 
 # ---------------------------------------------------------------------------------- data
@@ -131,13 +131,14 @@ def warm_page_cache(data: dict) -> int:
 
 # ------------------------------------------------------------------------- input-pipeline
 INPUT_VARIANTS = ("tfrecord", "tfrecord.bound", "tfrecord.parse", "tfrecord.read", "frames",
-                  "frames.bound", "frames.read", "python.frames", "python.pyav")
+                  "frames.stock", "frames.bound", "frames.read", "python.frames", "python.pyav")
 LABELS = {
     "tfrecord": "tfvid, TFRecord shards (build_dataset)",
     "tfrecord.bound": "  bound: read + parse + decode sampled",
     "tfrecord.parse": "  read + parse + gather",
     "tfrecord.read": "  read records",
     "frames": "tfvid, raw-frame folders (build_dataset)",
+    "frames.stock": "  the same, stock TF ops (kernels=False)",
     "frames.bound": "  bound: read + decode sampled",
     "frames.read": "  read sampled files",
     "python.frames": "(b) Python loader, JPEG files (cv2)",
@@ -226,12 +227,18 @@ def summarize(runs: dict, data: dict, cfg: dict) -> dict:
         "cpu_targets": {k: {"ratio": r, "target": TARGETS[k], "met": None if r is None else
                             r >= TARGETS[k]} for k, r in cpu_ratios.items()},
         "runs": {v: [round(x["clips_per_s"], 2) for x in r] for v, r in runs.items()},
-        "settings": {**cfg, "cores": len(os.sched_getaffinity(0))},
+        "settings": {**cfg, "cores": len(os.sched_getaffinity(0)),
+                     "fused_kernels": _kernels_available()},
         "data": {"videos": len(n_frames), "frames": data["frames"],
                  "frames_per_video": [min(n_frames), max(n_frames)],
                  "mean_record_mb": data["bytes"]["tfrecord"] / len(n_frames) / 1e6,
                  "bytes": data["bytes"], "dir": data["dir"]},
     }
+
+
+def _kernels_available() -> bool:
+    from tfvid.data import kernels
+    return kernels.available()
 
 
 def _ratio(rate, a, b):
@@ -249,7 +256,8 @@ def format_table(result: dict, markdown: bool = False) -> str:
         if v not in rate:
             continue
         lay = v.split(".")[0]
-        bound = rate.get(f"{lay}.bound") if lay in TF_STAGES and "." not in v else None
+        whole = "." not in v or v.endswith(".stock")          # a whole pipeline, not a stage
+        bound = rate.get(f"{lay}.bound") if lay in TF_STAGES and whole else None
         share = shares.get(v, {})
         rows.append((LABELS[v] + (" *" if v == fast else ""), f"{rate[v]:.1f}",
                      f"{rate[v] / bound:.2f}" if bound else "",
@@ -267,8 +275,9 @@ def format_table(result: dict, markdown: bool = False) -> str:
     s = result["settings"]
     lines += ["", f"* fastest tfvid layout. K={s['num_segments']}, batch {s['batch_size']}, "
               f"{s['input_size']} crops, {result['data']['videos']} videos of "
-              "{}-{} frames, {} cores; best of {} runs.".format(
-                  *result["data"]["frames_per_video"], s["cores"], s["repeats"])]
+              "{}-{} frames, {} cores; best of {} runs; fused input kernels {}.".format(
+                  *result["data"]["frames_per_video"], s["cores"], s["repeats"],
+                  "on" if s.get("fused_kernels") else "off")]
     for name, t in result["targets"].items():
         if t["ratio"] is not None:
             c = result["cpu_targets"][name]["ratio"]

@@ -74,8 +74,8 @@ def test_pyav_loader_decodes_the_sampled_frames(tmp_path):
 
 def test_summarize_ratios_shares_and_targets():
     rates = {"tfrecord": 100, "tfrecord.bound": 120, "tfrecord.parse": 200, "tfrecord.read": 400,
-             "frames": 300, "frames.bound": 350, "frames.read": 3000, "python.frames": 150,
-             "python.pyav": 10}
+             "frames": 300, "frames.stock": 175, "frames.bound": 350, "frames.read": 3000,
+             "python.frames": 150, "python.pyav": 10}
     runs = {v: [{"clips_per_s": r / 2}, {"clips_per_s": r}] for v, r in rates.items()}
     for v in ("python.frames", "python.pyav"):
         for r in runs[v]:
@@ -104,6 +104,8 @@ def test_summarize_ratios_shares_and_targets():
     assert res["cpu_ms_per_clip"]["frames"] == pytest.approx(10.0)
     text = job.format_table(res)
     assert "fastest layout / (b) >= 1.5: 2.00 (met); by CPU cost per clip: 1.00 (NOT met)" in text
+    stock = [line for line in text.splitlines() if "stock TF ops" in line][0]
+    assert stock.split()[-5:-2] == ["175.0", "0.50", "1.17"]    # clips/s, / bound, / (b)
     assert job.format_table(res, markdown=True).splitlines()[1].startswith("|---|")
 
 

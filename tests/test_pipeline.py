@@ -69,6 +69,28 @@ CASES = [("rgb", TSNSampler(3, 1), 3), ("flow", TSNSampler(3, 5), 10),
 
 @pytest.mark.parametrize("layout", ["tfrecord", "list"])
 @pytest.mark.parametrize("modality,sampler,channels", CASES)
+def test_fused_kernels_agree_with_stock_ops(data, layout, modality, sampler, channels):
+    """Same seed -> same samples, crops and flips on both training paths; values differ by
+    the uint8 rounding of the fused resize only."""
+    from tfvid.data import kernels
+    if not kernels.available():
+        pytest.skip("no C++ compiler here")
+    files = data["pattern"] if layout == "tfrecord" else data["list"]
+    common = dict(sampler=sampler, mode="train", modality=modality, batch_size=3,
+                  input_size=S, backbone="resnext50", seed=3)
+    fused = next(iter(pipeline.build_dataset(files, kernels=True, **common)))
+    stock = next(iter(pipeline.build_dataset(files, kernels=False, **common)))
+    assert fused["clip"].shape == stock["clip"].shape == (3, 3, S, S, channels)
+    np.testing.assert_array_equal(fused["id"].numpy(), stock["id"].numpy())
+    level = 1.0 / (255 * 0.224) if modality == "rgb" else (1 / 128 if modality == "flow"
+                                                          else 1 / 255)
+    diff = np.abs(fused["clip"].numpy() - stock["clip"].numpy())
+    limit = 2 * level if modality == "rgbdiff" else level   # a difference of 2 rounded frames
+    assert diff.max() <= limit * 1.01 and diff.mean() < 0.5 * level
+
+
+@pytest.mark.parametrize("layout", ["tfrecord", "list"])
+@pytest.mark.parametrize("modality,sampler,channels", CASES)
 def test_shapes(data, layout, modality, sampler, channels):
     files = data["pattern"] if layout == "tfrecord" else data["list"]
     common = dict(sampler=sampler, modality=modality, batch_size=2, input_size=S)

@@ -112,22 +112,31 @@ def multiscale_crop(clip, seed, input_size: int = 224, scales=RGB_SCALES, max_di
 
 
 # ------------------------------------------------------------------------------------- flips
+def invert_flow_x(clip) -> tf.Tensor:
+    """x -> 255 - x on the even (x) channels of an interleaved flow stack (..., 2L): what a
+    horizontal flip does to the values of horizontal flow."""
+    clip = tf.convert_to_tensor(clip)
+    is_x = tf.range(tf.shape(clip)[-1]) % 2 == 0
+    return tf.where(is_x, tf.cast(255, clip.dtype) - clip, clip)
+
+
 def flip(clip, is_flow: bool = False) -> tf.Tensor:
     """Horizontal flip of (..., H, W, C); for flow stacks also x -> 255 - x on even channels."""
     clip = tf.convert_to_tensor(clip)
     shape = tf.shape(clip)            # reversing axis 1 of a 3-D (rows, W, C) view is faster
     rows = tf.reshape(clip, tf.concat([[-1], shape[-2:]], 0))
     out = tf.ensure_shape(tf.reshape(tf.reverse(rows, axis=[1]), shape), clip.shape)
-    if not is_flow:
-        return out
-    is_x = tf.range(tf.shape(clip)[-1]) % 2 == 0
-    return tf.where(is_x, tf.cast(255, out.dtype) - out, out)
+    return invert_flow_x(out) if is_flow else out
+
+
+def flip_coin(seed) -> tf.Tensor:
+    """The bool scalar of `random_flip`: True with probability 1/2 (stateless `seed`)."""
+    return tf.random.stateless_uniform([], _seed(seed)) < 0.5
 
 
 def random_flip(clip, seed, is_flow: bool = False) -> tf.Tensor:
-    """Flips the whole clip with probability 1/2 (stateless `seed`)."""
-    coin = tf.random.stateless_uniform([], _seed(seed)) < 0.5
-    return tf.cond(coin, lambda: flip(clip, is_flow), lambda: clip)
+    """Flips the whole clip with probability 1/2 (stateless `seed`, see `flip_coin`)."""
+    return tf.cond(flip_coin(seed), lambda: flip(clip, is_flow), lambda: clip)
 
 
 # ---------------------------------------------------------------------------- evaluation views
@@ -241,31 +250,47 @@ def normalization_config(backbone: str, modality: str = "rgb") -> dict:
     return out
 
 
-def normalize(clip, backbone: str, modality: str = "rgb") -> tf.Tensor:
-    """(..., C) 8-bit-scale clip -> float32 network input (see NORMALIZATION).
+def channel_affine(backbone: str, modality: str, channels: int):
+    """The normalisation as a per-channel map: out[..., o] = x[..., source[o]] * mul[o] +
+    add[o]. Returns (source, mul, add), lists of `channels` values.
 
-    rgb/rgbdiff: C is a multiple of 3 (frame-major colour triples, RGB order in); flow: any C.
-    BGR backbones: the channel order and scale as one fixed 1x1 convolution (oneDNN); then
-    (and for the others, which need no shuffle) the per-channel multiply/add on the (..., W*C)
-    view, where it vectorises (a bias_add over C = 3 does not) and runs in place on a batch.
+    rgb/rgbdiff: channels is a multiple of 3 (frame-major colour triples, RGB order in); 'bgr'
+    backbones read each triple reversed. flow: any channel count, no reordering.
     """
     cfg = normalization_config(backbone, modality)
-    x = tf.cast(clip, tf.float32)
-    channels = x.shape[-1]
-    if channels is None:
-        raise ValueError("normalize needs a static channel count")
     if modality != "flow" and channels % 3:
         raise ValueError(f"modality {modality!r} needs a multiple of 3 channels, got {channels}")
     period = 1 if modality == "flow" else 3
     shuffle = modality != "flow" and cfg["channel_order"] == "bgr"
+    source = [o - o % period + period - 1 - o % period if shuffle else o
+              for o in range(channels)]
     mul = [cfg["scale"] / cfg["std"][o % period] for o in range(channels)]
     add = [-cfg["mean"][o % period] / cfg["std"][o % period] for o in range(channels)]
+    return source, mul, add
+
+
+def normalize(clip, backbone: str, modality: str = "rgb", kernels: bool = False) -> tf.Tensor:
+    """(..., C) 8-bit-scale clip -> float32 network input (see NORMALIZATION, `channel_affine`).
+
+    kernels=True with a uint8 clip: one pass of the fused kernel (tfvid.data.kernels; tf.data
+    graphs only: exported graphs must not need the kernel library). Otherwise stock ops: BGR
+    backbones' channel order and scale as one fixed 1x1 convolution (oneDNN); then (and for
+    the others, which need no shuffle) the per-channel multiply/add on the (..., W*C) view,
+    where it vectorises (a bias_add over C = 3 does not) and runs in place on a batch.
+    """
+    channels = clip.shape[-1]
+    if channels is None:
+        raise ValueError("normalize needs a static channel count")
+    source, mul, add = channel_affine(backbone, modality, channels)
+    if kernels and clip.dtype == tf.uint8:
+        from tfvid.data import kernels as fused
+        return fused.normalize_u8(clip, source, mul, add)
+    x = tf.cast(clip, tf.float32)
     shape = tf.shape(x)
-    if shuffle:   # out[..., o] = x[..., src(o)] * mul[o]: one 1x1 convolution (oneDNN)
+    if source != list(range(channels)):   # out[..., o] = x[..., source[o]] * mul[o]: a 1x1 conv
         matrix = [[0.0] * channels for _ in range(channels)]
         for o in range(channels):
-            k = o % period
-            matrix[o - k + period - 1 - k][o] = mul[o]
+            matrix[source[o]][o] = mul[o]
         flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
         x = tf.reshape(tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID"),
                        shape)

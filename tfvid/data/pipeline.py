@@ -6,9 +6,10 @@
 Both run one recipe in two halves. Per clip (`_transform`): sample indices -> fetch the
 sampled frames (encoded strings or decoded arrays) -> decode only those (train:
 decode_and_crop_jpeg of the crop window) -> stack the L frames of a step on channels (uint8)
--> train: random flip (uint8, before the resize: flip and bilinear resize commute) + resize
-of the crop; val/test: evaluation views. Per batch (`_finish`, one op of each kind per batch):
-RGB differences -> normalise.
+-> train: random flip + bilinear resize of the crop (in build_dataset one fused uint8 kernel,
+tfvid.data.kernels, when it builds; else the uint8 flip, then TF's float resize); val/test:
+evaluation views. Per batch (`_finish`, one op of each kind per batch): RGB differences ->
+normalise (fused kernel on uint8 batches).
 
 Storage layouts (chosen from `files`):
   TFRecord shards   paths or glob patterns of tfvid SequenceExamples (schema.py); names ending
@@ -72,15 +73,16 @@ def _check_args(sampler, modality, mode, num_crops, backbone):
 
 
 def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_size, num_crops,
-               seed):
+               seed, kernels=False):
     """The per-clip half of the recipe shared by build_dataset and preprocess_video.
 
     fetch(indices (T, L)) -> list of streams: [rgb] or [flow_x, flow_y]; each (T, L) JPEG
     strings (encoded=True) or uint8 (T, L, H, W, c) (encoded=False).
     Returns the clip on the 8-bit scale, stacked on channels (C0 = 3L rgb/rgbdiff, 2L flow),
     before RGB differences and normalisation (`_finish`, run once per batch):
-      train: float32 (T, S, S, C0): crop (decoded from the crop window only), flip (uint8,
-        before resizing: flip and bilinear resize commute), resize;
+      train: (T, S, S, C0): crop (decoded from the crop window only), flip and bilinear resize:
+        with `kernels` one fused uint8 op (tfvid.data.kernels), uint8 out; otherwise the uint8
+        flip (before resizing: flip and bilinear resize commute) and TF's resize, float32 out;
       val/test: float32 (V, T, S, S, C0) evaluation views.
     """
     is_flow = modality == "flow"
@@ -115,16 +117,24 @@ def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_siz
         stacked = mod.rgb_stack(frames[0])
     if mode != "train":
         return augment.eval_views(stacked, num_crops, input_size, is_flow)
+    if kernels:
+        from tfvid.data import kernels as fused
+        coin = augment.flip_coin(s_flip)
+        clip = fused.flip_resize(stacked, [input_size, input_size], coin)
+        if is_flow:
+            clip = tf.cond(coin, lambda: augment.invert_flow_x(clip), lambda: clip)
+        return clip
     clip = augment.random_flip(stacked, s_flip, is_flow)
     return augment.resize(clip, [input_size, input_size])
 
 
-def _finish(clip, *, modality, backbone):
+def _finish(clip, *, modality, backbone, kernels=False):
     """The per-batch half: (..., S, S, C0) clips from `_transform` -> float32 network input
-    (..., S, S, C): RGB differences, normalise. One op of each kind per batch, not per clip."""
+    (..., S, S, C): RGB differences, normalise (with `kernels`, uint8 clips in one fused
+    pass). One op of each kind per batch, not per clip."""
     if modality == "rgbdiff":
         clip = mod.rgb_diff_channels(clip)
-    return augment.normalize(clip, backbone, modality)
+    return augment.normalize(clip, backbone, modality, kernels=kernels)
 
 
 def preprocess_video(frames, *, sampler, modality="rgb", mode="test", input_size=224,
@@ -292,7 +302,7 @@ def _batch_variable_length(ds, batch_size, drop_remainder, fixed_steps, num_para
 def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_size=224,
                   backbone="resnet50", num_crops=1, seed=0, input_context=None, repeat=None,
                   shuffle_buffer=64, drop_remainder=None, num_parallel_calls=tf.data.AUTOTUNE,
-                  cache=False):
+                  cache=False, kernels=None):
     """Batches of {'clip', 'label', 'id'} from TFRecord shards or raw-frame list files.
 
     files: path, glob pattern or a list of them (TFRecord shards, or `*.list` files).
@@ -307,9 +317,13 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
     than pipelines) are sharded by pipeline and batch_size is the global batch size.
     repeat: None -> forever in train, once otherwise. drop_remainder: None -> train only.
     cache: False, True (memory) or a file prefix; caches the serialized records / file list.
+    kernels: use the fused uint8 flip+resize and normalisation kernels in training
+    (tfvid.data.kernels; same result within 1 in 255 of the 8-bit scale). None: when they
+    build on this machine; False: stock TensorFlow ops only.
 
     Per clip only reading, decoding of the crop window (uint8), channel stacking, the flip
-    (uint8) and the resize run; RGB differences and normalisation run once per batch.
+    and the resize run (uint8 with the kernels); RGB differences and normalisation run once
+    per batch.
     """
     channels = _check_args(sampler, modality, mode, num_crops, backbone)
     training = mode == "train"
@@ -322,13 +336,17 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     base_seed = tf.random.experimental.stateless_fold_in(as_seed(int(seed)), pipe_id)
     is_flow = modality == "flow"
+    if kernels is None:
+        from tfvid.data import kernels as fused
+        kernels = training and fused.available()
+    kernels = bool(kernels) and training
 
     def transform(fetch, num, index):
         clip_seed = (tf.random.experimental.stateless_fold_in(base_seed, index) if training
                      else None)
         return _transform(fetch, num, encoded=True, sampler=sampler, modality=modality,
                           mode=mode, input_size=input_size, num_crops=num_crops,
-                          seed=clip_seed)
+                          seed=clip_seed, kernels=kernels)
 
     if layout == "tfrecord":
         ds = tf.data.Dataset.from_tensor_slices(paths)
@@ -405,7 +423,7 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
     shape = tf.TensorShape([None] + (shape if training else [num_crops] + shape))
 
     def finish(batch):
-        clip = _finish(batch["clip"], modality=modality, backbone=backbone)
+        clip = _finish(batch["clip"], modality=modality, backbone=backbone, kernels=kernels)
         return {**batch, "clip": tf.ensure_shape(clip, shape)}
     ds = ds.map(finish, num_parallel_calls=num_parallel_calls, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
