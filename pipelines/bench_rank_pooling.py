@@ -22,7 +22,6 @@ once and decoded with PyAV. Targets: ARP >= 100x RP's fps; ARP's accuracy within
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time

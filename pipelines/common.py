@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -82,3 +83,21 @@ def resolve_files(spec: str | None, flag: str = "data") -> list[str]:
     if not out:
         raise ValueError(f"--{flag} is required: TFRecord globs, directories or .list files")
     return out
+
+
+def parse_frame_size(text: str, flag: str = "frame_size") -> tuple[tuple[int, int] | None,
+                                                                   int | None]:
+    """A decoded-frame size flag -> (frame_size, short_side) for tfvid.data.video.read_video:
+    '340x256' -> ((340, 256), None); 'short256' -> (None, 256) (aspect kept); 'original' or
+    'source' -> (None, None). Raises app.UsageError naming --`flag`."""
+    text = (text or "").strip().lower()
+    if text in ("original", "source"):
+        return None, None
+    m = re.fullmatch(r"short(\d+)", text)
+    if m and int(m.group(1)) > 0:
+        return None, int(m.group(1))
+    m = re.fullmatch(r"(\d+)x(\d+)", text)
+    if m and int(m.group(1)) > 0 and int(m.group(2)) > 0:
+        return (int(m.group(1)), int(m.group(2))), None
+    raise app.UsageError(f"--{flag}: expected WIDTHxHEIGHT (e.g. 340x256), shortN (e.g. "
+                         f"short256) or 'original', got {text!r}")

@@ -31,7 +31,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from pipelines.common import check_args, define_flag
+from pipelines.common import check_args, define_flag, parse_frame_size
 
 FLAGS = flags.FLAGS
 METHODS = ("arp", "rp")
@@ -45,23 +45,11 @@ define_flag("integer", "window", 10, "Frames per MDI window (paper: 10).")
 define_flag("integer", "stride", 6, "Frames between MDI window starts (paper: 6).")
 define_flag("list", "methods", ["arp", "rp"], "Pooling methods: arp (approximate rank pooling), "
         "rp (exact rank pooling, an SVR per video: slower).")
-define_flag("string", "frame_size", "340x256", "Decoded frame size WIDTHxHEIGHT, or 'source'.")
+define_flag("string", "frame_size", "340x256", "Decoded frame size: WIDTHxHEIGHT, shortN "
+            "(short side N, aspect kept) or 'original'.")
 define_flag("integer", "sheet_frames", 4, "Video frames shown on the contact sheet.")
 define_flag("integer", "sheet_windows", 8, "Window images shown per method on the contact sheet "
         "(evenly spread when there are more windows).")
-
-
-def parse_frame_size(text: str) -> tuple[int, int] | None:
-    """'340x256' -> (340, 256); 'source' (or empty) -> None (keep the video's size)."""
-    if not text or text.strip().lower() == "source":
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--frame_size must be WIDTHxHEIGHT or 'source', got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise ValueError(f"--frame_size must be positive, got {text!r}")
-    return w, h
 
 
 def pool(frames: np.ndarray, method: str) -> np.ndarray:
@@ -132,8 +120,8 @@ def contact_sheet(path: str, frames: np.ndarray, video_dis: dict, window_dis: di
 
 
 def dynamic_images(video: str, output_dir: str, *, window: int = 10, stride: int = 6,
-                   methods=("arp", "rp"), frame_size=(340, 256), sheet_frames: int = 4,
-                   sheet_windows: int = 8) -> dict:
+                   methods=("arp", "rp"), frame_size=(340, 256), short_side=None,
+                   sheet_frames: int = 4, sheet_windows: int = 8) -> dict:
     """Decodes `video`, writes its dynamic images (see the module docstring); returns a dict
     with 'files' (paths written), 'accuracy' ({'video': {method: %}, 'windows': {method:
     [% per window]}}), 'num_frames' and 'windows' (0-based indices, (num_windows, window))."""
@@ -147,7 +135,7 @@ def dynamic_images(video: str, output_dir: str, *, window: int = 10, stride: int
         raise ValueError(f"--methods: unknown {bad}; choose from {METHODS}")
     if window < 1 or stride < 1:
         raise ValueError(f"--window and --stride must be >= 1, got {window}, {stride}")
-    frames = read_video(video, frame_size=frame_size).frames
+    frames = read_video(video, frame_size=frame_size, short_side=short_side).frames
     n = frames.shape[0]
     windows = np.asarray(mdi_windows(n, window=window, stride=stride, mode="val"))
     stem = os.path.splitext(os.path.basename(video))[0]
@@ -185,13 +173,11 @@ def dynamic_images(video: str, output_dir: str, *, window: int = 10, stride: int
 
 def main(argv):
     check_args(argv, "video", "output_dir")
-    try:
-        size = parse_frame_size(FLAGS.frame_size)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
+    size, short_side = parse_frame_size(FLAGS.frame_size)
     for video in FLAGS.video:
         result = dynamic_images(video, FLAGS.output_dir, window=FLAGS.window,
                                 stride=FLAGS.stride, methods=FLAGS.methods, frame_size=size,
+                                short_side=short_side,
                                 sheet_frames=FLAGS.sheet_frames,
                                 sheet_windows=FLAGS.sheet_windows)
         report(result)

@@ -23,14 +23,16 @@ define_flag("string", "output_dir", None, "Where the fused results go.")
 
 
 def parse_weights(text: str | None, count: int) -> list[float] | None:
+    """'1,1.5' -> [1.0, 1.5] (one per score file); None/'' -> None (equal weights).
+    Raises app.UsageError naming the flag."""
     if not text:
         return None
     try:
         weights = [float(w) for w in text.split(",") if w.strip()]
     except ValueError:
-        raise ValueError(f"--weights={text!r}: expected comma-separated numbers") from None
+        raise app.UsageError(f"--weights={text!r}: expected comma-separated numbers") from None
     if len(weights) != count:
-        raise ValueError(f"--weights has {len(weights)} values for {count} --scores files")
+        raise app.UsageError(f"--weights has {len(weights)} values for {count} --scores files")
     return weights
 
 

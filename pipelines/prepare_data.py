@@ -16,11 +16,10 @@ Examples:
 from __future__ import annotations
 
 import os
-import re
 
 from absl import app, flags
 
-from pipelines.common import check_args, define_flag
+from pipelines.common import check_args, define_flag, parse_frame_size
 from tfvid.data.indexes import FORMATS, load_index
 from tfvid.data.prepare import FLOW_METHODS, LAYOUTS, prepare
 
@@ -74,21 +73,6 @@ define_flag("integer", "synthetic_videos_per_class", None, "Videos per class of 
             "synthetic set (at least 4: one per group; default: the generator's).",
             lower_bound=1)
 define_flag("bool", "progress", True, "Show a progress bar.")
-
-def parse_frame_size(text: str) -> tuple[tuple[int, int] | None, int | None]:
-    """'340x256' -> ((340, 256), None); 'short256' -> (None, 256); 'original' -> (None, None)."""
-    text = text.strip().lower()
-    if text == "original":
-        return None, None
-    m = re.fullmatch(r"short(\d+)", text)
-    if m and int(m.group(1)) > 0:
-        return None, int(m.group(1))
-    m = re.fullmatch(r"(\d+)x(\d+)", text)
-    if m and int(m.group(1)) > 0 and int(m.group(2)) > 0:
-        return (int(m.group(1)), int(m.group(2))), None
-    raise app.UsageError(f"--frame_size: expected WIDTHxHEIGHT (e.g. 340x256), shortN (e.g. "
-                         f"short256) or 'original', got {text!r}")
-
 
 def _synthetic_source(root: str) -> tuple[str, str]:
     """Generates the synthetic UCF101-layout set under root if missing; returns (videos, index)."""

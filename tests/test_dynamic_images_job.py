@@ -73,15 +73,12 @@ def test_job_requires_flags():
 
 
 def test_dynamic_images_function_arp_only(video, tmp_path):
-    from pipelines.dynamic_images import dynamic_images, parse_frame_size
+    from pipelines.dynamic_images import dynamic_images
     res = dynamic_images(video, str(tmp_path), window=8, stride=8, methods=["arp"],
                          frame_size=(W, H))
     assert res["methods"] == ["arp"] and len(res["windows"]) == 3       # starts 0, 8, 16
     assert not any("_rp" in os.path.basename(f) for f in res["files"])
     assert all(os.path.exists(f) for f in res["files"])
-    assert parse_frame_size("340x256") == (340, 256) and parse_frame_size("source") is None
-    with pytest.raises(ValueError, match="frame_size"):
-        parse_frame_size("340")
     with pytest.raises(ValueError, match="methods"):
         dynamic_images(video, str(tmp_path), methods=["mean"], frame_size=(W, H))
 

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from absl import app
 
 from tfvid.eval import fusion, metrics
 from tfvid.eval.metrics import Scores
@@ -112,5 +113,7 @@ def test_fuse_job(tmp_path):
     assert written["top1"] == pytest.approx(metrics.topk_accuracy(expected.labels, expected.logits, 1))
     assert written["fusion"]["weights"] == [1.0, 1.5]
     np.testing.assert_allclose(metrics.load_scores(str(out / "scores.npz")).logits, expected.logits)
-    with pytest.raises(ValueError, match="2 values for 3"):
+    with pytest.raises(app.UsageError, match="2 values for 3"):
         job.parse_weights("1,2", 3)
+    with pytest.raises(app.UsageError, match="comma-separated numbers"):
+        job.parse_weights("1,x", 2)

@@ -90,3 +90,20 @@ def test_each_job_runs_with_its_own_defaults_after_other_jobs_were_imported():
     assert r.returncode == 0, r.stderr[-2000:]
     assert "usage: --model_dir" in r.stdout
     assert r.stdout.strip().splitlines()[-1] == "256 3 224"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("340x256", ((340, 256), None)), ("short256", (None, 256)), ("original", (None, None)),
+    ("Source", (None, None)), (" 96x72 ", ((96, 72), None))])
+def test_parse_frame_size(text, expected):
+    from pipelines.common import parse_frame_size
+    assert parse_frame_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["340", "0x256", "short0", "big", ""])
+def test_parse_frame_size_errors_name_the_flag(text):
+    from absl import app
+
+    from pipelines.common import parse_frame_size
+    with pytest.raises(app.UsageError, match="--frame_size: expected WIDTHxHEIGHT"):
+        parse_frame_size(text)
