@@ -76,6 +76,11 @@ def load_stream(stream: str, model_dir: str, num_windows: int | None):
         raise ValueError(f"{flag} is a run of model {cfg['model']!r}, not dynamic_image")
     if run_stream(cfg) != stream:
         raise ValueError(f"{flag} is a run of stream {run_stream(cfg)!r}, not {stream!r}")
+    sampler = run_dir.sampler_from_config(cfg, "test")
+    if sampler.name != "mdi":
+        raise ValueError(f"{flag} samples {sampler.name!r} windows; the four-stream model "
+                         f"combines multiple-dynamic-image (MDI) runs (train without "
+                         f"--sdi_frames)")
     if num_windows:
         cfg = {**cfg, "model_kwargs": {**(cfg.get("model_kwargs") or {}),
                                        "num_windows": int(num_windows)}}

@@ -45,6 +45,9 @@ define_flag("integer", "frames_per_segment", None, "StNet: frames N stacked into
             "(paper: 5).")
 define_flag("string", "temporal_block", None, "StNet temporal modelling block: official (Conv3D, "
             "ReLU, BN, residual add; PaddlePaddle code) or paper (Conv3D, BN, ReLU, 1/(3C) init).")
+define_flag("integer", "sdi_frames", 0, "--model=dynamic_image, streams di/dof: 0 = multiple dynamic "
+            "images (MDI: windows of 10 frames every 6, max-pooled); T > 0 = a single dynamic "
+            "image (SDI) per video from T frames spread over the whole video.")
 define_flag("string", "pooling", None, "--model=dynamic_image: temporal pooling of a window: arp "
             "(approximate rank pooling), pp1, pp2 (parametric), mean or max.")
 define_flag("string", "pool_before", None, "--model=dynamic_image: 'input' (dynamic images) or a "
@@ -83,7 +86,7 @@ define_flag("bool", "progress", True, "Show a progress bar.")
 # run_config keys that define the network: a resumed run must agree on them.
 RESUME_KEYS = ("model", "num_classes", "backbone", "modality", "width", "input_size",
                "num_segments", "new_length", "consensus", "partial_bn", "stream",
-               "frames_per_segment", "temporal_block", "pooling", "pool_before")
+               "frames_per_segment", "temporal_block", "pooling", "pool_before", "sdi_frames")
 #: Models whose stream (--stream) decides the modality and the sampler.
 STREAM_MODELS = ("dynamic_image",)
 
@@ -148,6 +151,12 @@ def check_flags() -> None:
                              f"{MODALITIES}")
     if FLAGS.model in STREAM_MODELS:
         check_stream()
+    if FLAGS.sdi_frames < 0:
+        raise app.UsageError(f"--sdi_frames must be 0 (MDI) or positive, got {FLAGS.sdi_frames}")
+    if FLAGS.sdi_frames and (FLAGS.model not in STREAM_MODELS or FLAGS.stream not in ("di", "dof")):
+        raise app.UsageError(f"--sdi_frames={FLAGS.sdi_frames} needs --model=dynamic_image with "
+                             f"--stream=di or dof (got --model={FLAGS.model}, "
+                             f"--stream={FLAGS.stream})")
     if FLAGS.backbone not in BACKBONES:
         raise app.UsageError(f"--backbone={FLAGS.backbone!r} is unknown; choose one of {BACKBONES}")
     if not FLAGS.model_dir:
@@ -254,6 +263,10 @@ def main(argv):
     if FLAGS.model in STREAM_MODELS:     # the stream reaches the builder via model_kwargs
         config.update(stream=FLAGS.stream, sampler="mdi",
                       model_kwargs={"stream": FLAGS.stream})
+        if FLAGS.sdi_frames:             # SDI: one window of T frames over the whole video
+            config.update(sampler={"name": "sdi", "frames": FLAGS.sdi_frames},
+                          model_kwargs={"stream": FLAGS.stream, "window": FLAGS.sdi_frames,
+                                        "num_windows": 1})
     sampler = run_dir.sampler_from_config(config, "train")
     kwargs = run_dir.builder_kwargs(config)
     config.update(num_classes=num_classes, steps=steps, sampler=sampler.config(),
@@ -291,7 +304,7 @@ def main(argv):
 
 _OWN_FLAGS = ("strategy", "model", "modality", "backbone", "width", "input_size", "num_segments",
               "new_length", "consensus", "dropout", "partial_bn", "weights", "train_data",
-              "frames_per_segment", "temporal_block", "pooling", "pool_before",
+              "frames_per_segment", "temporal_block", "pooling", "pool_before", "sdi_frames",
               "val_data", "num_classes", "batch_size", "lr", "lr_schedule", "lr_steps",
               "lr_patience", "momentum", "weight_decay", "clip_norm", "steps", "epochs",
               "model_dir", "resume", "seed", "eval_every", "log_every", "checkpoint_every")

@@ -276,6 +276,57 @@ def test_train_job_di_stream(records, tmp_path):
     assert os.path.isfile(out / "eval" / "scores.npz") and summary
 
 
+def test_train_job_sdi(records, tmp_path):
+    """--sdi_frames=T: one window of T frames over the whole video, through train, evaluate
+    and export; errors name the flags."""
+    from absl import app, flags
+
+    from pipelines import train as job
+    from tfvid import models
+    if "dynamic_image" not in models.MODELS:
+        models.register_model("dynamic_image", build_dynamic_image_net)
+    FLAGS = flags.FLAGS
+    out = tmp_path / "sdi"
+    common = [f"--train_data={','.join(records)}", f"--model_dir={out}", "--backbone=tiny",
+              "--width=0.25", "--input_size=32", "--batch_size=2", "--log_every=1",
+              "--noprogress", "--model=dynamic_image", "--steps=2"]
+    try:
+        for bad, pattern in ((["--stream=si", "--sdi_frames=8"], "--stream=di or dof"),
+                             (["--stream=di", "--sdi_frames=-1"], "--sdi_frames must be")):
+            FLAGS.unparse_flags()
+            FLAGS(["train", *common, *bad])
+            with pytest.raises(app.UsageError, match=pattern):
+                job.main(["train"])
+        assert not out.exists()
+        FLAGS.unparse_flags()
+        FLAGS(["train", *common, "--stream=di", "--sdi_frames=8"])
+        metrics = job.main(["train"])
+    finally:
+        FLAGS.unparse_flags()
+    assert metrics["final_step"] == 2
+    cfg = json.loads((out / "run_config.json").read_text())
+    assert cfg["sampler"] == {"name": "sdi", "frames": 8}
+    assert cfg["model_kwargs"] == {"stream": "di", "window": 8, "num_windows": 1}
+    from tfvid.train import run_dir
+    model = run_dir.build_model(cfg)
+    assert model.input_shape == (None, 1, S, S, 24)
+    from pipelines.evaluate import evaluate_model_dir
+    summary = evaluate_model_dir(str(out), ",".join(records), num_crops=1, progress=False)
+    assert summary and os.path.isfile(out / "eval" / "scores.npz")
+    from pipelines.export import export as export_run
+    from tfvid.export import load_export
+    path = export_run(str(out), export_base=str(tmp_path / "exports"), warmup=False)
+    serving, sidecar = load_export(path)
+    assert sidecar["sampling"] == {"name": "sdi", "frames": 8}
+    x = np.random.default_rng(0).normal(size=(1, 1, S, S, 24)).astype("float32")
+    run_dir.restore(model, str(out))
+    np.testing.assert_allclose(serving(x)["logits"].numpy(), run(model, x), rtol=1e-4,
+                               atol=1e-5)
+    from pipelines.export_four_stream import load_stream
+    with pytest.raises(ValueError, match="samples 'sdi' windows"):   # four streams need MDI
+        load_stream("di", str(out), None)
+
+
 @pytest.mark.parametrize("stream", ["si", "di", "of", "dof"])
 def test_presets_match_the_reference_code(stream):
     from absl import flags

@@ -8,8 +8,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfvid.data import sampling  # noqa: E402
-from tfvid.data.sampling import (DenseSampler, MDISampler, StNetSampler, TSNSampler,  # noqa: E402
-                                 UniformSampler, get_sampler, mdi_windows, segment_starts,
+from tfvid.data.sampling import (DenseSampler, MDISampler, SDISampler,  # noqa: E402
+                                 StNetSampler, TSNSampler, UniformSampler, get_sampler, mdi_windows, segment_starts,
                                  snippet_indices, stnet_indices, stnet_starts)
 
 
@@ -182,10 +182,25 @@ def test_samplers_shapes_and_configs():
     for _ in range(5):
         v = dense(40, "train", [_, 1]).numpy()[:, 0]
         assert 0 <= v[0] <= 24 and (np.diff(v) == 1).all()
-    for s in (TSNSampler(3, 5), DenseSampler(), UniformSampler(25), StNetSampler(), MDISampler()):
+    for s in (TSNSampler(3, 5), DenseSampler(), UniformSampler(25), StNetSampler(), MDISampler(),
+              SDISampler(8)):
         cfg = s.config()
         assert get_sampler(**cfg) == s
         assert all(isinstance(v, (int, str)) for v in cfg.values())
     with pytest.raises(ValueError, match="known"):
         get_sampler("i3d")
     assert sampling.as_seed(3).numpy().tolist() == [3, 0]
+
+
+def test_sdi_one_window_spanning_the_video():
+    """SDI: one step holding T frames, one per equal segment of the whole video (TSN rules)."""
+    sdi = SDISampler(8)
+    assert (sdi.num_steps("train"), sdi.frames_per_step()) == (1, 8)
+    val = sdi(100, "val").numpy()
+    assert val.shape == (1, 8) and val[0].tolist() == ref_val(100, 8, 1)
+    assert sdi(100, "test").numpy()[0].tolist() == segment_starts(100, 8, 1, "test").numpy().tolist()
+    for seed in range(5):
+        train = sdi(100, "train", [seed, 0]).numpy()[0]
+        assert (train // 12 == np.arange(8)).all()     # k * (100 // 8) + U{0..11}
+    np.testing.assert_array_equal(sdi(100, "train", [1, 2]), sdi(100, "train", [1, 2]))
+    assert sdi(5, "val").numpy().shape == (1, 8)               # shorter than T: frames repeat

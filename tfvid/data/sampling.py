@@ -275,12 +275,33 @@ class MDISampler(_Sampler):
         return mdi_windows(num_frames, self.window, self.stride, mode, seed, self.max_windows)
 
 
+@dataclasses.dataclass(frozen=True)
+class SDISampler(_Sampler):
+    """Single dynamic image (Bilen et al., section 4.3): one window of `frames` frames spread
+    over the whole video, one per equal segment (TSN rules: random in train, centred
+    otherwise). (1, frames): stacked, the window of build_dynamic_image_net(window=frames,
+    num_windows=1). Sampling stands in for "every frame of the video" so that the window has a
+    fixed length (approximate rank pooling weights frames by their order only)."""
+    frames: int = 25
+    name: ClassVar[str] = "sdi"
+
+    def num_steps(self, mode):
+        return 1
+
+    def frames_per_step(self):
+        return self.frames
+
+    def __call__(self, num_frames, mode, seed=None):
+        return segment_starts(num_frames, self.frames, 1, mode, seed)[None, :]
+
+
 SAMPLERS = {cls.name: cls for cls in (TSNSampler, DenseSampler, UniformSampler, StNetSampler,
-                                      MDISampler)}
+                                      MDISampler, SDISampler)}
 
 
 def get_sampler(name: str, **kwargs) -> _Sampler:
-    """Sampler by name ('tsn', 'dense', 'uniform', 'stnet', 'mdi') with its keyword arguments.
+    """Sampler by name ('tsn', 'dense', 'uniform', 'stnet', 'mdi', 'sdi') with its keyword
+    arguments.
 
     `get_sampler(**sampler.config())` rebuilds a sampler from its sidecar description.
     """

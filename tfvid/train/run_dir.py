@@ -169,7 +169,7 @@ def sampler_from_config(cfg: dict, mode: str, num_segments: int | None = None):
             raise ValueError(f"the 'weighted' consensus fixes K={sampler.num_segments}; "
                              f"{k} test segments cannot be used with it")
         return dataclasses.replace(sampler, test_segments=k)
-    if num_segments is None:
+    if num_segments is None or num_segments == sampler.num_steps(mode):
         return sampler
     key = "num_segments" if "num_segments" in fields else "num_frames"
     if key not in fields:
