@@ -134,8 +134,10 @@ def signature_sampler(run_config: dict, time_steps: int | None) -> dict:
     return sampler.config()
 
 
-def build_sidecar(model, model_dir: str, run_config: dict, kwargs: dict, checkpoint: str) -> dict:
-    """The tfvid.json sidecar for an export of `model` restored from `model_dir`."""
+def build_sidecar(model, model_dir: str, run_config: dict, kwargs: dict, checkpoint: str,
+                  sampling: dict | None = None) -> dict:
+    """The tfvid.json sidecar for an export of `model` restored from `model_dir`; `sampling`
+    replaces the sampler derived from the signature's T (signature_sampler)."""
     from tfvid.data import augment
     from tfvid.train import run_dir
 
@@ -158,7 +160,7 @@ def build_sidecar(model, model_dir: str, run_config: dict, kwargs: dict, checkpo
         "class_names": run_dir.class_names(run_config, model_dir),
         "model": {"name": name, "builder_kwargs": kwargs, "model_dir": os.path.abspath(model_dir),
                   "checkpoint": os.path.basename(checkpoint), "run_config": run_config},
-        "sampling": signature_sampler(run_config, time_steps),
+        "sampling": sampling or signature_sampler(run_config, time_steps),
         "decoding": decoding,
         "preprocessing": preprocessing,
         "input_shape": shape,

@@ -18,7 +18,6 @@ The same fusion from score files, without an export: evaluate each run, then
 from __future__ import annotations
 
 import logging
-import os
 
 from absl import app, flags
 
@@ -91,25 +90,16 @@ def load_stream(stream: str, model_dir: str, num_windows: int | None):
 
 
 def stream_sidecar(stream, model, model_dir, cfg, checkpoint) -> dict:
-    """What a client needs to feed one stream: sampler, decoding and preprocessing."""
-    from pipelines.export import read_data_context
-    from tfvid.data import augment
+    """What a client needs to feed one stream: the single-stream export's sidecar pieces
+    (pipelines.export.build_sidecar) with the run's MDI windows as the sampler."""
+    from pipelines.export import build_sidecar
     from tfvid.train import run_dir
 
-    modality = cfg.get("modality", "rgb")
-    backbone = cfg.get("backbone", "resnext50")
-    return {
-        "model_dir": os.path.abspath(model_dir),
-        "checkpoint": os.path.basename(checkpoint),
-        "builder_kwargs": run_dir.builder_kwargs(cfg),
-        "sampling": run_dir.sampler_from_config(cfg, "test").config(),
-        "decoding": read_data_context(cfg),
-        "preprocessing": {"modality": modality, "backbone": backbone,
-                          "input_size": int(model.input_shape[2]),
-                          "normalization": augment.normalization_config(backbone, modality),
-                          "mode": "test"},
-        "input_shape": list(model.input_shape),
-    }
+    full = build_sidecar(model, model_dir, cfg, run_dir.builder_kwargs(cfg), checkpoint,
+                         sampling=run_dir.sampler_from_config(cfg, "test").config())
+    return {"model_dir": full["model"]["model_dir"], "checkpoint": full["model"]["checkpoint"],
+            "builder_kwargs": full["model"]["builder_kwargs"],
+            **{k: full[k] for k in ("sampling", "decoding", "preprocessing", "input_shape")}}
 
 
 def export(dirs: dict[str, str], *, weights: dict[str, float] | None = None,
