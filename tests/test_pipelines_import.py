@@ -14,7 +14,7 @@ JOBS = {"prepare_data": "--num_shards", "train": "--lr_schedule", "evaluate": "-
         "fuse": "--scores", "export": "--export_base", "predict": "--export_dir",
         "convert_tflite": "--parity_samples", "dynamic_images": "--methods",
         "quickstart": "--workdir", "export_four_stream": "--dof_dir",
-        "benchmark": "--timed_batches"}
+        "benchmark": "--timed_batches", "extract_flow": "--overwrite"}
 
 
 def _run(args, timeout=120):

@@ -197,7 +197,7 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
     # frame folders still missing for videos of finished shards (or of the frames layout).
     # A finished shard keeps the rejects recorded when it was written.
     tasks, todo_shards, frame_only, rejects = [], [], [], {}
-    done = _load_progress(progress_path) if write_records else {}
+    done = load_progress(progress_path) if write_records else {}
     if write_records:
         for shard in manifest["shards"]:
             info = done.get(shard["name"])
@@ -276,8 +276,9 @@ def _load_manifest(path: str, options: dict) -> dict:
     return manifest
 
 
-def _load_progress(path: str) -> dict[str, dict]:
-    """Finished shards {name: {name, bytes, videos, frames, rejects}} from the progress log.
+def load_progress(path: str) -> dict[str, dict]:
+    """Finished shards {name: {name, ...}} from a progress log (prepare_data: bytes, videos,
+    frames, rejects; extract_flow: videos, flow_frames, copied, rejects).
 
     One JSON line is appended per finished shard; a line cut by a crash is ignored.
     """
