@@ -25,6 +25,7 @@ import hashlib
 import os
 import shlex
 import subprocess
+import sys
 import threading
 import warnings
 
@@ -73,6 +74,8 @@ def build(path: str | None = None) -> str:
     path = path or library_path()
     if os.path.exists(path):
         return path
+    print(f"tfvid: compiling the fused input kernels into {path} (once, about 15 s)",
+          file=sys.stderr, flush=True)
     with atomic_path(path) as tmp:
         try:
             proc = subprocess.run(build_command(tmp), capture_output=True, text=True,
