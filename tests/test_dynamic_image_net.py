@@ -240,18 +240,23 @@ def records(tiny_records):
     return tiny_records
 
 
+def _train_job_args(records, out):
+    """The train job's flags for a tiny dynamic_image run into `out` (registers the model)."""
+    from tfvid import models
+    if "dynamic_image" not in models.MODELS:           # the lead registers it
+        models.register_model("dynamic_image", build_dynamic_image_net)
+    return [f"--train_data={','.join(records)}", f"--model_dir={out}", "--backbone=tiny",
+            "--width=0.25", "--input_size=32", "--batch_size=2", "--log_every=1",
+            "--noprogress", "--model=dynamic_image"]
+
+
 def test_train_job_di_stream(records, tmp_path):
     from absl import app, flags
 
     from pipelines import train as job
-    from tfvid import models
-    if "dynamic_image" not in models.MODELS:           # the lead registers it
-        models.register_model("dynamic_image", build_dynamic_image_net)
     FLAGS = flags.FLAGS
     out = tmp_path / "run"
-    common = [f"--train_data={','.join(records)}", f"--model_dir={out}", "--backbone=tiny",
-              "--width=0.25", "--input_size=32", "--batch_size=2", "--log_every=1",
-              "--noprogress", "--model=dynamic_image"]
+    common = _train_job_args(records, out)
     try:
         FLAGS.unparse_flags()
         FLAGS(["train", *common, "--stream=dof", "--modality=rgb", "--steps=1"])
@@ -282,14 +287,9 @@ def test_train_job_sdi(records, tmp_path):
     from absl import app, flags
 
     from pipelines import train as job
-    from tfvid import models
-    if "dynamic_image" not in models.MODELS:
-        models.register_model("dynamic_image", build_dynamic_image_net)
     FLAGS = flags.FLAGS
     out = tmp_path / "sdi"
-    common = [f"--train_data={','.join(records)}", f"--model_dir={out}", "--backbone=tiny",
-              "--width=0.25", "--input_size=32", "--batch_size=2", "--log_every=1",
-              "--noprogress", "--model=dynamic_image", "--steps=2"]
+    common = _train_job_args(records, out) + ["--steps=2"]
     try:
         for bad, pattern in ((["--stream=si", "--sdi_frames=8"], "--stream=di or dof"),
                              (["--stream=di", "--sdi_frames=-1"], "--sdi_frames must be")):
