@@ -47,6 +47,7 @@ from __future__ import annotations
 import keras
 
 from tfvid.layers.rank_pooling import ApproximateRankPooling
+from tfvid.models.arguments import check_choice
 from tfvid.models.dynamic_image_layers import (MaxOverWindows, ParametricPooling, SelectFrame,
                                                TemporalReduce)
 from tfvid.models.tsn import FoldSegments, UnfoldSegments
@@ -128,15 +129,9 @@ def build_dynamic_image_net(num_classes, *, stream="di", backbone="resnext50", i
     from tfvid.models.weights import load_backbone_weights
 
     modality = stream_modality(stream)
-    if backbone not in BACKBONES:
-        raise ValueError(f"build_dynamic_image_net: unknown backbone {backbone!r}; choose one "
-                         f"of {BACKBONES}")
-    if pooling not in POOLINGS:
-        raise ValueError(f"build_dynamic_image_net: unknown pooling {pooling!r}; choose one "
-                         f"of {POOLINGS}")
-    if si_frame not in SI_FRAMES:
-        raise ValueError(f"build_dynamic_image_net: si_frame must be one of {SI_FRAMES}, got "
-                         f"{si_frame!r}")
+    check_choice("build_dynamic_image_net", "backbone", backbone, BACKBONES)
+    check_choice("build_dynamic_image_net", "pooling", pooling, POOLINGS)
+    check_choice("build_dynamic_image_net", "si_frame", si_frame, SI_FRAMES)
     names = stage_names(backbone)
     if pool_before != "input" and pool_before not in names[1:]:
         raise ValueError(f"build_dynamic_image_net: pool_before={pool_before!r} must be "

@@ -30,6 +30,7 @@ import keras
 
 from tfvid.layers.temporal import (TEMPORAL_BLOCK_VARIANTS, TemporalModelingBlock,
                                    TemporalXceptionBlock)
+from tfvid.models.arguments import check_choice
 from tfvid.models.tsn import FoldSegments, UnfoldSegments
 
 #: Backbones with the res3 / res4 stages after which the temporal modelling blocks go.
@@ -75,12 +76,9 @@ def build_stnet(num_classes, *, backbone="resnet50", num_segments=7, frames_per_
     from tfvid.models.resnet import synchronized_batchnorm
     from tfvid.models.weights import load_backbone_weights
 
-    if backbone not in STNET_BACKBONES:
-        raise ValueError(f"build_stnet: unknown backbone {backbone!r}; choose one of "
-                         f"{STNET_BACKBONES} (StNet inserts temporal blocks after res3 and res4)")
-    if temporal_block not in TEMPORAL_BLOCK_VARIANTS:
-        raise ValueError(f"build_stnet: unknown temporal_block {temporal_block!r}; choose one "
-                         f"of {TEMPORAL_BLOCK_VARIANTS}")
+    check_choice("build_stnet", "backbone", backbone, STNET_BACKBONES,
+                 "StNet inserts temporal blocks after res3 and res4")
+    check_choice("build_stnet", "temporal_block", temporal_block, TEMPORAL_BLOCK_VARIANTS)
     if input_size is None or int(input_size) < 32:
         raise ValueError(f"build_stnet: input_size must be an integer >= 32, got {input_size!r} "
                          f"(the weights do not depend on it: rebuild with the test size and "

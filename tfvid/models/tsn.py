@@ -16,6 +16,7 @@ from keras import ops
 
 from tfvid.layers.consensus import CONSENSUS_MODES, SegmentConsensus
 from tfvid.layers.partial_bn import apply_partial_bn
+from tfvid.models.arguments import check_choice
 
 MODALITIES = ("rgb", "flow", "rgbdiff")
 # Frames per snippet (L, "new_length") and dropout ratio per modality, from the paper and the
@@ -96,15 +97,11 @@ def build_tsn(num_classes, *, backbone="bninception", modality="rgb", num_segmen
       width: backbone width multiplier (small widths for tests).
       top_k: k of the "topk" consensus.
     """
-    if modality not in MODALITIES:
-        raise ValueError(f"build_tsn: unknown modality {modality!r}; choose one of {MODALITIES}")
-    if consensus not in CONSENSUS_MODES:
-        raise ValueError(f"build_tsn: unknown consensus {consensus!r}; "
-                         f"choose one of {CONSENSUS_MODES}")
+    check_choice("build_tsn", "modality", modality, MODALITIES)
+    check_choice("build_tsn", "consensus", consensus, CONSENSUS_MODES)
     # Imported here so that tfvid.models imports even while backbones are being built.
     from tfvid.models.backbones import BACKBONES, build_backbone
-    if backbone not in BACKBONES:
-        raise ValueError(f"build_tsn: unknown backbone {backbone!r}; choose one of {BACKBONES}")
+    check_choice("build_tsn", "backbone", backbone, BACKBONES)
     if consensus == "weighted" and num_segments is None:
         raise ValueError("build_tsn: consensus='weighted' learns one weight per segment and "
                          "needs a fixed num_segments (got None)")
