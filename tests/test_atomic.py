@@ -26,3 +26,20 @@ def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
                 f.write(b"partial")
             raise RuntimeError("crash while writing")
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["scores.npz"]
+
+
+def test_files_follow_the_umask_not_tempfiles_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "shard.tfrecord"
+        with atomic_path(str(path)) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"x")
+        assert (os.stat(path).st_mode & 0o777) == 0o644
+        os.umask(0o027)
+        with atomic_path(str(path)) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"y")
+        assert (os.stat(path).st_mode & 0o777) == 0o640
+    finally:
+        os.umask(old)
