@@ -5,3 +5,6 @@ from .temporal import (TEMPORAL_BLOCK_VARIANTS, TemporalModelingBlock, TemporalX
                        txb_param_count)
 from .rank_pooling import (ApproximateRankPooling, arp_coefficients, caffenet_normalize,
                            dynamic_image_to_uint8)
+from .dense_image import DenseImageConv, dense_image_conv_param_count
+from .temporal_attention import (ATTENTION_ACTIVATIONS, ColumnPooling, PoolAttention, ScaleRows,
+                                 TemporalAttention)

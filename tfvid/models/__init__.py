@@ -4,14 +4,18 @@ Every builder is ``build_<name>(num_classes, **kwargs) -> keras.Model`` with pap
 ``build(name, num_classes, **kwargs)`` dispatches by name. Backbones are imported lazily by the
 builders, so importing this package stays cheap.
 """
+from .din import build_din
 from .dynamic_image import build_dynamic_image_net
 from .stnet import build_stnet
 from .tsn import build_tsn
+from .videomap import build_videomap, videomap_attention
 
 MODELS = {
     "tsn": build_tsn,
     "stnet": build_stnet,
     "dynamic_image": build_dynamic_image_net,
+    "din": build_din,
+    "videomap": build_videomap,
 }
 
 
@@ -30,4 +34,5 @@ def build(name, num_classes, **kwargs):
     return MODELS[name](num_classes, **kwargs)
 
 
-__all__ = ["MODELS", "build", "build_dynamic_image_net", "build_stnet", "build_tsn", "register_model"]
+__all__ = ["MODELS", "build", "build_din", "build_dynamic_image_net", "build_stnet", "build_tsn",
+           "build_videomap", "register_model", "videomap_attention"]
