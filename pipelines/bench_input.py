@@ -21,6 +21,7 @@ that import it and must start without TensorFlow (as torch DataLoader workers do
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numpy as np
@@ -91,6 +92,9 @@ def tf_dataset(variant: str, data: dict, *, batch_size: int, num_segments: int,
 
 
 # ------------------------------------------------------------------------------- the timer
+_reported: list = []        # full layouts whose kernel status was printed (once per process)
+
+
 def time_batches(iterator, *, warmup: int, batches: int, batch_size: int) -> dict:
     """Consumes `warmup` then `batches` batches; returns {clips_per_s, seconds, clips,
     cpu_s (CPU seconds of this process in the timed window)}."""
@@ -105,15 +109,36 @@ def time_batches(iterator, *, warmup: int, batches: int, batch_size: int) -> dic
             "cpu_s": time.process_time() - cpu}
 
 
+def kernels_report(variant: str | None = None) -> dict:
+    """Whether the fused input kernels run (in `variant`, if given: only the full tfvid
+    layouts use them) and which path: {"on": bool, "path": "AVX-512" | "scalar" | None,
+    "status": "fused input kernels: on (AVX-512 path)" or "...: off: <why>"}."""
+    from tfvid.data import kernels
+    if variant is not None and variant.partition(".")[2]:
+        why = "stock TF ops" if variant.endswith(".stock") else "not used by this stage"
+        return {"on": False, "path": None, "status": f"fused input kernels: off: {why}"}
+    info = kernels.info()
+    return {k: info[k] for k in ("on", "path", "status")}
+
+
 def run_tf_variant(variant: str, data: dict, *, warmup: int, batches: int, **kw) -> dict:
-    """Times one tf.data variant (a fresh iterator; graph building is part of the warm-up)."""
+    """Times one tf.data variant (a fresh iterator; graph building is part of the warm-up);
+    'kernels' in the result says whether the fused kernels ran and which path
+    (kernels_report); the first full layout run prints it on stderr."""
+    report = kernels_report(variant)
+    if not variant.partition(".")[2] and not _reported:
+        print(f"bench_input: {report['status']}", file=sys.stderr, flush=True)
+        _reported.append(variant)
     ds = tf_dataset(variant, data, **kw)
     iterator = iter(ds)
     try:
-        return time_batches(iterator, warmup=warmup, batches=batches,
-                            batch_size=kw["batch_size"])
+        result = time_batches(iterator, warmup=warmup, batches=batches,
+                              batch_size=kw["batch_size"])
+        result["kernels"] = report
+        return result
     finally:
         del iterator
+
 
 
 def run_python_variant(kind: str, data: dict, *, warmup: int, batches: int, batch_size: int,

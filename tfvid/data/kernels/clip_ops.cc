@@ -4,17 +4,29 @@
 //     -> uint8 (N, S_h, S_w, C): optional horizontal flip, then a bilinear resize with
 //     tf.image.resize's sampling (half-pixel centres, no antialiasing, edge clamping), in fixed
 //     point (11-bit weights, as OpenCV's INTER_LINEAR), rounded: within 1 of
-//     round(tf.image.resize(reverse(images))). One pass over the output.
+//     round(tf.image.resize(reverse(images))). One pass over the output. Attribute
+//     scalar=true forces the portable path (tests: both paths give identical bytes).
 // TfvidNormalizeU8(x uint8 (..., C), source int32 [C], scale float [C], offset float [C])
 //     -> float32 (..., C): out[..., o] = x[..., source[o]] * scale[o] + offset[o]
 //     (channel reordering, e.g. RGB -> BGR, and the per-channel affine map in one pass).
+//
+// Portability: the library is compiled for the x86-64 baseline (plus SSE4.2), never with
+// -march=native, so TensorFlow's Eigen headers see no CPU-specific intrinsics (with
+// -march=native on an AVX512-FP16 CPU they do not compile). The AVX-512 code is in functions
+// with a per-function target attribute, chosen at run time by the CPU check UseAvx512(); every
+// path does the same integer arithmetic, so their results are identical bit for bit.
+// tfvid_kernels_avx512() (extern "C") tells Python which path runs (kernels.status()).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define TFVID_X86 1
+#include <immintrin.h>   // intrinsics usable in functions with a target attribute
+#define TFVID_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#else
+#define TFVID_X86 0
 #endif
 
 #include "tensorflow/core/framework/op.h"
@@ -33,6 +45,20 @@ using ::tensorflow::errors::InvalidArgument;
 using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
+
+// Whether this CPU (and OS: the zmm state is enabled) runs the AVX-512 path; checked once.
+bool UseAvx512() {
+#if TFVID_X86
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
 
 constexpr int kBits = 11;
 constexpr int32_t kOne = 1 << kBits;
@@ -93,9 +119,11 @@ Blocks MakeBlocks(const Axis& ax, int64_t c) {
   return b;
 }
 
-// Horizontal pass of one row of vertically blended values (scaled by kOne) into uint8.
-void HorizontalScalar(const int32_t* __restrict__ row, const Axis& ax, int64_t c,
-                      uint8_t* __restrict__ o) {
+// Horizontal pass of one row of vertically blended values (scaled by kOne) into uint8
+// (inlined, so compiled for the caller's target).
+inline __attribute__((always_inline)) void HorizontalScalar(const int32_t* __restrict__ row,
+                                                            const Axis& ax, int64_t c,
+                                                            uint8_t* __restrict__ o) {
   for (int64_t x = 0; x < static_cast<int64_t>(ax.lo.size()); ++x) {
     const int32_t* a = row + ax.lo[x] * c;
     const int32_t* b = row + ax.hi[x] * c;
@@ -105,9 +133,9 @@ void HorizontalScalar(const int32_t* __restrict__ row, const Axis& ax, int64_t c
   }
 }
 
-#if defined(__AVX512F__)
-void HorizontalBlocks(const int32_t* __restrict__ row, const Blocks& bl,
-                      uint8_t* __restrict__ o) {
+#if TFVID_X86
+TFVID_AVX512 void HorizontalBlocks(const int32_t* __restrict__ row, const Blocks& bl,
+                                   uint8_t* __restrict__ o) {
   const __m512i one = _mm512_set1_epi32(kOne), half = _mm512_set1_epi32(kHalf);
   for (size_t b = 0; b < bl.base.size(); ++b) {
     const int32_t* src = row + bl.base[b];
@@ -124,11 +152,13 @@ void HorizontalBlocks(const int32_t* __restrict__ row, const Blocks& bl,
 #endif
 
 // One (h, w, C) image: a vertical pass blending the two source rows into `row` (w * C values
-// scaled by kOne, vectorised by the compiler), then the horizontal pass, which rounds to uint8
-// (AVX-512 permutations when available, else scalar). `row` has 32 values of slack.
-void ResizeImage(const uint8_t* __restrict__ img, int64_t w, int64_t c, const Axis& ay,
-                 const Axis& ax, const Blocks& blocks, uint8_t* __restrict__ out,
-                 int32_t* __restrict__ row) {
+// scaled by kOne, vectorised by the compiler for the caller's target), then the horizontal
+// pass, which rounds to uint8 (AVX-512 permutations on the AVX-512 path when the taps fit,
+// else scalar). `row` has 32 values of slack. Inlined into ResizeImageScalar/Avx512 below.
+template <bool kAvx512>
+inline __attribute__((always_inline)) void ResizeImageT(
+    const uint8_t* __restrict__ img, int64_t w, int64_t c, const Axis& ay, const Axis& ax,
+    const Blocks& blocks, uint8_t* __restrict__ out, int32_t* __restrict__ row) {
   const int64_t in_row = w * c, oh = ay.lo.size(), out_row = ax.lo.size() * c;
   for (int64_t y = 0; y < oh; ++y) {
     const uint8_t* __restrict__ r0 = img + ay.lo[y] * in_row;
@@ -145,19 +175,39 @@ void ResizeImage(const uint8_t* __restrict__ img, int64_t w, int64_t c, const Ax
         o[k] = static_cast<uint8_t>((row[k] * kOne + kHalf) >> (2 * kBits));
       continue;
     }
-#if defined(__AVX512F__)
-    if (!blocks.base.empty()) {
-      HorizontalBlocks(row, blocks, o);
-      continue;
+#if TFVID_X86
+    if constexpr (kAvx512) {
+      if (!blocks.base.empty()) {
+        HorizontalBlocks(row, blocks, o);
+        continue;
+      }
     }
 #endif
     HorizontalScalar(row, ax, c, o);
   }
 }
 
+void ResizeImageScalar(const uint8_t* __restrict__ img, int64_t w, int64_t c, const Axis& ay,
+                       const Axis& ax, const Blocks& blocks, uint8_t* __restrict__ out,
+                       int32_t* __restrict__ row) {
+  ResizeImageT<false>(img, w, c, ay, ax, blocks, out, row);
+}
+
+#if TFVID_X86
+TFVID_AVX512 void ResizeImageAvx512(const uint8_t* __restrict__ img, int64_t w, int64_t c,
+                                    const Axis& ay, const Axis& ax, const Blocks& blocks,
+                                    uint8_t* __restrict__ out, int32_t* __restrict__ row) {
+  ResizeImageT<true>(img, w, c, ay, ax, blocks, out, row);
+}
+#endif
+
 class FlipResizeU8Op : public OpKernel {
  public:
-  explicit FlipResizeU8Op(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit FlipResizeU8Op(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    bool scalar = false;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("scalar", &scalar));
+    avx512_ = !scalar && UseAvx512();
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& images = ctx->input(0);
@@ -177,16 +227,25 @@ class FlipResizeU8Op : public OpKernel {
     if (out->NumElements() == 0) return;
     OP_REQUIRES(ctx, h > 0 && w > 0, InvalidArgument("empty images ", images.shape().DebugString()));
     const Axis ay = MakeAxis(h, oh, false), ax = MakeAxis(w, ow, flip.flat<bool>()(0));
-    const Blocks blocks = MakeBlocks(ax, c);
+    const Blocks blocks = avx512_ ? MakeBlocks(ax, c) : Blocks();
     std::vector<int32_t> row(w * c + 32, 0);
     const uint8_t* src = images.flat<uint8_t>().data();
     uint8_t* dst = out->flat<uint8_t>().data();
     for (int64_t b = 0; b < n; ++b) {
       const uint8_t* img = src + b * h * w * c;
       uint8_t* o = dst + b * oh * ow * c;
-      ResizeImage(img, w, c, ay, ax, blocks, o, row.data());
+#if TFVID_X86
+      if (avx512_) {
+        ResizeImageAvx512(img, w, c, ay, ax, blocks, o, row.data());
+        continue;
+      }
+#endif
+      ResizeImageScalar(img, w, c, ay, ax, blocks, o, row.data());
     }
   }
+
+ private:
+  bool avx512_ = false;
 };
 
 class NormalizeU8Op : public OpKernel {
@@ -234,6 +293,7 @@ REGISTER_OP("TfvidFlipResizeU8")
     .Input("images: uint8")
     .Input("size: int32")
     .Input("flip: bool")
+    .Attr("scalar: bool = false")
     .Output("resized: uint8")
     .SetShapeFn([](tfvid::InferenceContext* c) {
       tfvid::ShapeHandle in, size;
@@ -255,6 +315,11 @@ REGISTER_OP("TfvidNormalizeU8")
       c->set_output(0, c->input(0));
       return absl::OkStatus();
     });
+
+// 1 when the resize runs its AVX-512 path on this CPU (unless forced scalar), else 0.
+extern "C" __attribute__((visibility("default"))) int tfvid_kernels_avx512() {
+  return tfvid::UseAvx512() ? 1 : 0;
+}
 
 REGISTER_KERNEL_BUILDER(Name("TfvidFlipResizeU8").Device(tensorflow::DEVICE_CPU),
                         tfvid::FlipResizeU8Op);
