@@ -228,7 +228,8 @@ def summarize(runs: dict, data: dict, cfg: dict) -> dict:
                             r >= TARGETS[k]} for k, r in cpu_ratios.items()},
         "runs": {v: [round(x["clips_per_s"], 2) for x in r] for v, r in runs.items()},
         "settings": {**cfg, "cores": len(os.sched_getaffinity(0)),
-                     "fused_kernels": _kernels_available()},
+                     "fused_kernels": _kernels_report()["on"],
+                     "kernels": _kernels_report()},
         "data": {"videos": len(n_frames), "frames": data["frames"],
                  "frames_per_video": [min(n_frames), max(n_frames)],
                  "mean_record_mb": data["bytes"]["tfrecord"] / len(n_frames) / 1e6,
@@ -236,9 +237,10 @@ def summarize(runs: dict, data: dict, cfg: dict) -> dict:
     }
 
 
-def _kernels_available() -> bool:
-    from tfvid.data import kernels
-    return kernels.available()
+def _kernels_report() -> dict:
+    """{on, path, status} of the fused input kernels in this process (bench_input)."""
+    from pipelines.bench_input import kernels_report
+    return kernels_report()
 
 
 def _ratio(rate, a, b):
@@ -275,9 +277,10 @@ def format_table(result: dict, markdown: bool = False) -> str:
     s = result["settings"]
     lines += ["", f"* fastest tfvid layout. K={s['num_segments']}, batch {s['batch_size']}, "
               f"{s['input_size']} crops, {result['data']['videos']} videos of "
-              "{}-{} frames, {} cores; best of {} runs; fused input kernels {}.".format(
+              "{}-{} frames, {} cores; best of {} runs; {}.".format(
                   *result["data"]["frames_per_video"], s["cores"], s["repeats"],
-                  "on" if s.get("fused_kernels") else "off")]
+                  s.get("kernels", {}).get("status") or "fused input kernels "
+                  + ("on" if s.get("fused_kernels") else "off"))]
     for name, t in result["targets"].items():
         if t["ratio"] is not None:
             c = result["cpu_targets"][name]["ratio"]
