@@ -1,7 +1,7 @@
 """tfvid: video action recognition for TensorFlow 2 / Keras 3."""
 from setuptools import find_packages, setup
 
-JOBS = ["prepare_data", "extract_flow", "train", "evaluate", "fuse", "export",
+JOBS = ["prepare_data", "extract_flow", "extract_features", "train", "evaluate", "fuse", "export",
         "predict", "export_four_stream", "convert_tflite", "dynamic_images", "benchmark", "quickstart"]
 
 setup(

@@ -15,13 +15,21 @@ context
     FORWARD_FLOW/bound    float      clip bound (20: 8-bit value round(127.5 + 6.375 v))
     FORWARD_FLOW/method   bytes      b"tvl1", b"dis" or b"farneback"
     FEATURE/<name>/dimension int64   D of cached per-frame features
+    FEATURE/<name>/<field>           how they were made (extract_features: model, source,
+                                     checkpoint, backbone, modality, new_length, input_size,
+                                     density, crops, rate; see docs/records.md)
 
 feature lists
     image/encoded                    n JPEG frames in temporal order
     image/timestamp                  n int64 microseconds
     FORWARD_FLOW/x/image/encoded     n-1 grayscale JPEGs (flow k: frame k -> k+1)
     FORWARD_FLOW/y/image/encoded     n-1 grayscale JPEGs
-    FEATURE/<name>/floats            n float vectors of length D
+    FEATURE/<name>/floats            m float vectors of length D (one per position)
+    FEATURE/<name>/frame_index       m int64: the stored frame each row was computed at
+    FEATURE/<name>/timestamp         m int64 microseconds of those frames
+
+A feature record (pipelines/extract_features.py) may hold no image/encoded frames at all:
+parse_feature_example reads it (m rows, not n frames).
 """
 from __future__ import annotations
 
@@ -56,6 +64,79 @@ def feature_key(name: str) -> str:
 
 def feature_dim_key(name: str) -> str:
     return f"FEATURE/{name}/dimension"
+
+
+def feature_frame_index_key(name: str) -> str:
+    """Feature-list key of the frame index (0-based, int64) of each feature row."""
+    return f"FEATURE/{name}/frame_index"
+
+
+def feature_timestamp_key(name: str) -> str:
+    """Feature-list key of the timestamp (microseconds, int64) of each feature row."""
+    return f"FEATURE/{name}/timestamp"
+
+
+def feature_context_key(name: str, field: str) -> str:
+    """Context key FEATURE/<name>/<field> describing the features (model, density, crops...)."""
+    return f"FEATURE/{name}/{field}"
+
+
+def feature_prefix(name: str) -> str:
+    """Every key of the features called `name` starts with this."""
+    return f"FEATURE/{name}/"
+
+
+def set_features(example: tf.train.SequenceExample, name: str, vectors, *,
+                 frame_indices: Sequence[int] | None = None,
+                 timestamps_us: Sequence[int] | None = None,
+                 context: dict | None = None) -> tf.train.SequenceExample:
+    """Writes per-position features `name` into `example` (in place; returned too), replacing
+    any earlier features of that name: FEATURE/<name>/floats (one FloatList of D values per
+    row of `vectors`, an (m, D) array), /dimension, optionally /frame_index and /timestamp
+    feature lists (m values each) and the `context` fields as FEATURE/<name>/<field>
+    (str/bytes -> bytes, bool/int -> int64, float -> float; lists of one kind too).
+
+    ValueError when vectors is not 2-D with m >= 1 rows or a list has another length.
+    """
+    import numpy as np
+    vectors = np.asarray(vectors, np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] < 1:
+        raise ValueError(f"features {name!r}: need an (m, D) array with m >= 1, got shape "
+                         f"{vectors.shape}")
+    m = vectors.shape[0]
+    ctx, lists = example.context.feature, example.feature_lists.feature_list
+    prefix = feature_prefix(name)
+    for key in [k for k in ctx if k.startswith(prefix)]:
+        del ctx[key]
+    for key in [k for k in lists if k.startswith(prefix)]:
+        del lists[key]
+    ctx[feature_dim_key(name)].CopyFrom(_ints([vectors.shape[1]]))
+    floats = lists[feature_key(name)].feature
+    for row in vectors:
+        floats.add().float_list.value.extend(row.tolist())
+    for key, values in ((feature_frame_index_key(name), frame_indices),
+                        (feature_timestamp_key(name), timestamps_us)):
+        if values is None:
+            continue
+        if len(values) != m:
+            raise ValueError(f"features {name!r}: {len(values)} values for {key} but {m} rows")
+        out = lists[key].feature
+        for v in values:
+            out.add().int64_list.value.append(int(v))
+    for field, value in (context or {}).items():
+        ctx[feature_context_key(name, field)].CopyFrom(_context_feature(value))
+    return example
+
+
+def _context_feature(value) -> tf.train.Feature:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if all(isinstance(v, (str, bytes)) for v in values):
+        return _bytes([v.encode() if isinstance(v, str) else v for v in values])
+    if all(isinstance(v, (bool, int)) for v in values):
+        return _ints(values)
+    if all(isinstance(v, (bool, int, float)) for v in values):
+        return _floats(values)
+    raise ValueError(f"context value {value!r}: expected str, bytes, int or float (or a list)")
 
 
 def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
@@ -174,3 +255,48 @@ def parse_example(serialized: tf.Tensor, *, with_flow: bool = False,
     if feature_name:
         out["features"] = tf.sparse.to_dense(seq[feature_key(feature_name)])
     return out
+
+
+def parse_feature_example(serialized: tf.Tensor, name: str) -> dict[str, tf.Tensor]:
+    """Parses one serialized feature record (pipelines/extract_features.py) inside tf.data or
+    eagerly; frames need not be stored.
+
+    Returns: features float32 (m, D), num_frames int32 (m: the feature rows), frame_index and
+    timestamp int64 (m,) (zeros when the record lacks them), dimension int32 (D), id (string),
+    label (int32, NO_LABEL when absent), label_string, frame_rate (float32).
+    """
+    ctx_spec = {
+        ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
+        LABEL_STRING: tf.io.VarLenFeature(tf.string),
+        FRAME_RATE: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+        feature_dim_key(name): tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    }
+    seq_spec = {feature_key(name): tf.io.VarLenFeature(tf.float32),
+                feature_frame_index_key(name): tf.io.VarLenFeature(tf.int64),
+                feature_timestamp_key(name): tf.io.VarLenFeature(tf.int64)}
+    ctx, seq = tf.io.parse_single_sequence_example(serialized, ctx_spec, seq_spec)
+    labels = tf.sparse.to_dense(ctx[LABEL_INDEX])
+    names = tf.sparse.to_dense(ctx[LABEL_STRING], default_value="")
+    dim = tf.cast(ctx[feature_dim_key(name)], tf.int32)
+    floats = tf.sparse.to_dense(seq[feature_key(name)])            # (m, D), D from the data
+    m = tf.shape(floats, out_type=tf.int32)[0]
+    dim = tf.where(dim > 0, dim, tf.shape(floats, out_type=tf.int32)[1])
+    features = tf.reshape(floats, tf.stack([m, dim]))
+
+    def per_row(key):
+        values = tf.reshape(tf.sparse.to_dense(seq[key]), [-1])
+        return tf.cond(tf.size(values) == m, lambda: values, lambda: tf.zeros([m], tf.int64))
+
+    return {
+        "features": features,
+        "num_frames": m,
+        "dimension": dim,
+        "frame_index": per_row(feature_frame_index_key(name)),
+        "timestamp": per_row(feature_timestamp_key(name)),
+        "id": ctx[ID],
+        "label": tf.cond(tf.size(labels) > 0, lambda: tf.cast(labels[0], tf.int32),
+                         lambda: tf.constant(NO_LABEL, tf.int32)),
+        "label_string": tf.cond(tf.size(names) > 0, lambda: names[0], lambda: tf.constant("")),
+        "frame_rate": ctx[FRAME_RATE],
+    }
