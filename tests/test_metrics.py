@@ -170,3 +170,27 @@ def test_write_report(tmp_path):
     assert rows[1] == ["0", "walk", "1", "1", "1.000000"]
     assert rows[4] == ["3", "swim", "0", "0", ""]
     assert metrics.load_scores(str(out / "scores.npz")).class_names == NAMES
+
+
+def test_write_report_lists_bad_videos(tmp_path):
+    """Bad videos left out of the scores are listed in metrics.json and bad_videos.tsv."""
+    scores = Scores(ids=[f"v{i}" for i in range(6)], labels=LABELS, logits=LOGITS,
+                    class_names=NAMES)
+    bad = [{"id": "v9", "problem": "label 11 outside [0, 6) (and not -1 = unlabeled)"},
+           {"id": "odd\tid", "problem": "corrupt JPEG\nframe 3"}]
+    out = tmp_path / "eval"
+    summary = plots.write_report(scores, str(out), bad_videos=bad)
+    with open(out / "metrics.json") as f:
+        written = json.load(f)
+    assert written["num_bad_videos"] == 2 and written["bad_videos"][0]["id"] == "v9"
+    assert written["top1"] == pytest.approx(0.6) and written["num_videos"] == 6
+    assert any("2 bad videos" in n for n in written["notes"])
+    lines = (out / "bad_videos.tsv").read_text(encoding="utf-8").splitlines()
+    assert lines == ["id\tproblem", "v9\tlabel 11 outside [0, 6) (and not -1 = unlabeled)",
+                     "odd id\tcorrupt JPEG frame 3"]
+    assert "bad videos: 2" in metrics.format_summary(summary)
+    # No bad video: an empty list and a header-only file (no stale list from an older run).
+    plots.write_report(scores, str(out))
+    assert (out / "bad_videos.tsv").read_text(encoding="utf-8") == "id\tproblem\n"
+    with open(out / "metrics.json") as f:
+        assert json.load(f)["bad_videos"] == []

@@ -104,6 +104,90 @@ def test_evaluate_rejects_infinite_and_empty_datasets(model):
         protocol.evaluate(model, ds.take(0), progress=False)
 
 
+# -------------------------------------------------------------- bad videos, variable T
+def _ds(**columns):
+    return tf.data.Dataset.from_tensor_slices(columns).batch(2)
+
+
+def test_bad_labels_are_listed_and_the_rest_scored(model):
+    """One bad label no longer discards the evaluation: the other videos are scored."""
+    rng = np.random.default_rng(3)
+    clips_all = rng.normal(size=(5, 1, T, S, S, C)).astype(np.float32)
+    labels = np.array([0, 7, -1, -5, 2], np.int32)           # 7 and -5 are out of [0, 6)
+    ids = np.array(["a", "b", "c", "d", "e"])
+    for num_classes in (None, CLASSES):                        # the logit width or given
+        result = protocol.evaluate_videos(model, _ds(clip=clips_all, label=labels, id=ids),
+                                          progress=False, num_classes=num_classes)
+        assert result.scores.ids.tolist() == ["a", "c", "e"]  # -1 = unlabeled is scored
+        assert result.scores.labels.tolist() == [0, -1, 2]
+        assert [b["id"] for b in result.bad_videos] == ["b", "d"]
+        assert "label 7 outside [0, 6)" in result.bad_videos[0]["problem"]
+        expected = protocol.predict_views(model, clips_all[[0, 2, 4]]).numpy()
+        np.testing.assert_allclose(result.scores.logits, expected, rtol=1e-5, atol=1e-6)
+        assert result.num_steps.tolist() == [T, T, T]
+    with pytest.raises(protocol.BadVideoError, match="'b'.*label 7"):
+        protocol.evaluate_videos(model, _ds(clip=clips_all, label=labels, id=ids),
+                                 progress=False, num_classes=CLASSES, bad_data="fail")
+    with pytest.raises(ValueError, match="'b'"):              # the same without num_classes
+        protocol.evaluate(model, _ds(clip=clips_all, label=labels, id=ids), progress=False,
+                          bad_data="fail")
+    scores = protocol.evaluate(model, _ds(clip=clips_all, label=labels, id=ids), progress=False)
+    assert scores.ids.tolist() == ["a", "c", "e"]
+    with pytest.raises(ValueError, match="bad_data"):
+        protocol.evaluate(model, _ds(clip=clips_all, label=labels, id=ids), bad_data="keep")
+
+
+def test_pipeline_marks_of_invalid_videos_are_used(model):
+    """'valid' / 'problem' from build_dataset (corrupt JPEG, flow mismatch...): left out, listed."""
+    rng = np.random.default_rng(4)
+    clips_all = rng.normal(size=(4, 1, T, S, S, C)).astype(np.float32)
+    clips_all[1] = 0.0                                         # the pipeline zeroes bad clips
+    ds = _ds(clip=clips_all, label=np.array([0, 1, 2, 3], np.int32),
+             id=np.array(["a", "b", "c", "d"]), valid=np.array([True, False, True, False]),
+             problem=np.array(["", "corrupt JPEG frame 3", "", ""]))
+    result = protocol.evaluate_videos(model, ds, progress=False)
+    assert result.scores.ids.tolist() == ["a", "c"]
+    assert result.bad_videos == [{"id": "b", "problem": "corrupt JPEG frame 3"},
+                                 {"id": "d", "problem": "marked invalid by the input pipeline"}]
+    with pytest.raises(protocol.BadVideoError, match="corrupt JPEG frame 3"):
+        protocol.evaluate_videos(model, ds, progress=False, bad_data="fail")
+    all_bad = _ds(clip=clips_all[:2], label=np.array([0, 1], np.int32), id=np.array(["a", "b"]),
+                  valid=np.array([False, False]), problem=np.array(["x", "y"]))
+    result = protocol.evaluate_videos(model, all_bad, progress=False, num_classes=CLASSES)
+    assert len(result.scores) == 0 and result.scores.num_classes == CLASSES
+    assert len(result.bad_videos) == 2
+
+
+def temporal_model(seed=0):
+    """(n, T?, S, S, C) -> (n, CLASSES) with a temporal convolution (neighbouring steps mix,
+    zero padding at the ends) before a max over time, like StNet: repeating steps changes it."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((None, S, S, C))
+    x = keras.layers.Lambda(lambda t: keras.ops.mean(t, axis=(2, 3)))(inputs)
+    x = keras.layers.Conv1D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalMaxPooling1D()(x)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(x))
+
+
+def test_variable_length_batches_score_each_video_on_its_own_steps():
+    """build_dataset pads variable-length batches by repeating each video's steps ('num_steps'
+    = true T); evaluate runs every video on its own steps: the score it gets alone."""
+    from tfvid.data.pipeline import cyclic_pad
+    model = temporal_model()
+    rng = np.random.default_rng(5)
+    lengths = [2, 5, 3, 5]
+    videos = [rng.normal(size=(1, t, S, S, C)).astype(np.float32) for t in lengths]
+    alone = np.concatenate([model(v, training=False).numpy() for v in videos])
+    padded = np.stack([cyclic_pad(v, 5).numpy() for v in videos])        # (4, 1, 5, S, S, C)
+    ds = _ds(clip=padded, label=np.zeros(4, np.int32), id=np.array(list("abcd")),
+             num_steps=np.array(lengths, np.int32))
+    result = protocol.evaluate_videos(model, ds, progress=False)
+    np.testing.assert_allclose(result.scores.logits, alone, rtol=1e-5, atol=1e-5)
+    assert result.num_steps.tolist() == lengths
+    # Padding is not neutral for this model: the padded clips give other scores.
+    assert not np.allclose(protocol.predict_views(model, padded).numpy(), alone, atol=1e-4)
+
+
 # ------------------------------------------------------------------------------------- M-TWI
 SNIPPETS = np.array([[1, 0], [3, 1], [0, 5], [2, 2], [4, 0]], dtype=np.float64)
 

@@ -204,3 +204,56 @@ def test_sdi_one_window_spanning_the_video():
         assert (train // 12 == np.arange(8)).all()     # k * (100 // 8) + U{0..11}
     np.testing.assert_array_equal(sdi(100, "train", [1, 2]), sdi(100, "train", [1, 2]))
     assert sdi(5, "val").numpy().shape == (1, 8)               # shorter than T: frames repeat
+
+
+# ------------------------------------------------------------- StNet short-video rule (test)
+def wraps(indices) -> bool:
+    """True when a super-image holds frames from the end and then the start of the video."""
+    return any(any(b < a for a, b in zip(row, row[1:])) for row in np.asarray(indices).tolist())
+
+
+def test_stnet_short_videos_wrap_with_the_reference_sampling():
+    """The bug as met: T=25, N=5 on a 24-frame video (T=4 training clips) wraps around."""
+    assert wraps(StNetSampler(4, 5)(24, "test").numpy())
+    assert StNetSampler(4, 5).variable_length is False           # default: the reference
+
+
+@pytest.mark.parametrize("n", [20, 24, 30, 49, 50, 99, 124, 125, 126, 300])
+def test_stnet_short_video_rule_no_wrap(n):
+    """min_segments = the training T: the largest T <= 25 with T*N <= n, never below 4."""
+    sampler = StNetSampler(num_segments=4, frames_per_segment=5, test_segments=25,
+                           min_segments=4)
+    expected_t = min(25, max(4, n // 5))
+    assert sampler.test_steps(n) == expected_t
+    for frames in (n, tf.constant(n)):                            # int and tensor lengths
+        idx = sampler(frames, "test").numpy()
+        assert idx.shape == (expected_t, 5)
+        assert not wraps(idx), (n, idx.tolist())
+        assert idx.tolist() == ref_stnet(n, expected_t, 5, "test")   # the sampling of T segments
+    graph = tf.function(lambda x: sampler(x, "test"))(tf.constant(n, tf.int32)).numpy()
+    assert graph.tolist() == idx.tolist()
+
+
+def test_stnet_short_video_rule_below_the_training_t():
+    """A video shorter than training T x N keeps the training T and the existing fallback
+    (segment starts i * (n // T), wrapping modulo n), as in training."""
+    sampler = StNetSampler(4, 5, 25, min_segments=4)
+    assert sampler.test_steps(12) == 4
+    assert sampler(12, "test").numpy().tolist() == ref_stnet(12, 4, 5, "test")
+    assert sampler(12, "val").numpy().tolist() == ref_stnet(12, 4, 5, "val")   # val: unchanged
+
+
+def test_stnet_short_video_rule_sampler_properties():
+    sampler = StNetSampler(4, 5, 25, min_segments=4)
+    assert sampler.variable_length and sampler.num_steps("test") is None
+    assert sampler.num_steps("train") == sampler.num_steps("val") == 4
+    assert sampler(100, "train", [0, 0]).shape == (4, 5)
+    assert get_sampler(**sampler.config()) == sampler
+    assert "never below the training T=4" in sampler.short_video_rule()
+    assert "wraps" in StNetSampler(4, 5).short_video_rule()
+    # min_segments >= test_segments: a fixed T (no rule needed)
+    fixed = StNetSampler(7, 5, 7, min_segments=7)
+    assert not fixed.variable_length and fixed(10, "test").shape == (7, 5)
+    assert sampling.stnet_test_segments(24, 25, 5, 0) == 25
+    with pytest.raises(ValueError, match="min_segments"):
+        StNetSampler(min_segments=-1)

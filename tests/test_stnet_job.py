@@ -33,6 +33,15 @@ def test_stnet_train_evaluate_export_tflite(tiny_records, tmp_path):
     summary = evaluate_model_dir(str(run), ",".join(tiny_records), mode="test", num_segments=5,
                                  num_crops=1, progress=False)
     assert summary["num_videos"] == 4 and 0 <= summary["top1"] <= 1
+    assert summary["protocol"]["short_videos"]["count"] == 0     # 14-20 frames hold 5 x 2
+    # The default 25 segments of 2 frames: the 14-20 frame videos are short; each gets the
+    # largest T it holds without wrapping (7..10), not 25 wrapped super-images.
+    summary = evaluate_model_dir(str(run), ",".join(tiny_records), mode="test", num_crops=1,
+                                 batch_size=2, progress=False,
+                                 output_dir=str(tmp_path / "eval25"))
+    short = summary["protocol"]["short_videos"]
+    assert summary["num_videos"] == 4 and short["count"] == 4
+    assert all(7 <= e["segments"] <= 10 for e in short["examples"])
 
     path = export(str(run), name="stnet", export_base=str(tmp_path / "saved"), version=0,
                   num_segments=5, input_size=None, warmup=False)

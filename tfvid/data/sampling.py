@@ -11,6 +11,11 @@ Samplers are small frozen dataclasses with one method
     sampler(num_frames, mode, seed=None) -> int32 (T, L)
 (T time steps, each made of L frames) and `config()` for export sidecars. The tf.data builder
 stacks the L frames of a step on channels (see tfvid.data.modality).
+
+StNet's test sampling of short videos: `StNetSampler(min_segments=<training T>)` (what the
+evaluate job uses) gives a video of n < test_segments * N frames the largest T that it holds
+without wrapping, never below the training T (`stnet_test_segments`); min_segments=0 (the
+default) keeps the reference sampling, where such a video wraps around.
 """
 from __future__ import annotations
 
@@ -125,16 +130,21 @@ def mdi_windows(num_frames, window: int = 10, stride: int = 6, mode: str = "val"
 
 
 # ------------------------------------------------------------------------------------ StNet
-def stnet_starts(num_frames, num_segments: int, frames_per_segment: int = 5, mode: str = "val",
+def stnet_starts(num_frames, num_segments, frames_per_segment: int = 5, mode: str = "val",
                  seed=None) -> tf.Tensor:
     """StNet segment starts, int32 (T,) (REFERENCE.md section 3; may exceed n: wrap with % n).
 
     d = n // T. train: U{0..d-N} + i*d when d >= N (one draw per segment), else i*d, or i when
     d = 0. val/test: (d-N)//2 + i*d when d >= N, else the same fallbacks.
+    `num_segments` is a Python int, or in val/test also a scalar int tensor (the per-video T
+    of `StNetSampler(min_segments=...)`).
     """
     _check_mode(mode)
-    t_n, big_n = int(num_segments), int(frames_per_segment)
+    big_n = int(frames_per_segment)
     n = tf.cast(num_frames, tf.int32)
+    if mode == "train" or not tf.is_tensor(num_segments):
+        num_segments = int(num_segments)
+    t_n = num_segments if isinstance(num_segments, int) else tf.cast(num_segments, tf.int32)
     i = tf.range(t_n, dtype=tf.int32)
     d = n // t_n
     if mode == "train":
@@ -143,6 +153,27 @@ def stnet_starts(num_frames, num_segments: int, frames_per_segment: int = 5, mod
         offset = tf.fill([t_n], (d - big_n) // 2)
     fallback = tf.where(d >= 1, i * d, i)
     return tf.where(d >= big_n, offset + i * d, fallback)
+
+
+def stnet_test_segments(num_frames, test_segments: int = 25, frames_per_segment: int = 5,
+                        min_segments: int = 0):
+    """T of StNet's test sampling for an n-frame video: the short-video rule.
+
+    min_segments = 0: always `test_segments` (the reference sampling: a video of fewer than
+    test_segments * N frames wraps around, i.e. one super-image may hold frames from the end and
+    then from the start of the video). min_segments > 0 (the training T): the largest
+    T <= test_segments that the video holds without wrapping (T * N <= n), but never below
+    min_segments; a video shorter than min_segments * N frames gets T = min_segments with
+    stnet_starts' fallback (starts i * (n // T), wrapping modulo n), the sampling the model was
+    trained with on such videos. Works on Python ints (returns an int) and on int tensors.
+    """
+    test_t, big_n, low = int(test_segments), int(frames_per_segment), int(min_segments)
+    if low <= 0 or low >= test_t:
+        return test_t if low <= 0 else min(low, test_t)
+    if isinstance(num_frames, int):
+        return min(test_t, max(low, num_frames // big_n))
+    n = tf.cast(num_frames, tf.int32)
+    return tf.clip_by_value(n // big_n, low, test_t)
 
 
 def stnet_indices(starts, frames_per_segment: int, num_frames) -> tf.Tensor:
@@ -238,21 +269,61 @@ class StNetSampler(_Sampler):
     """StNet: T segments of N consecutive frames (wrapping modulo n); T = test_segments in test.
 
     Returns (T, N); stacking the N frames gives the 3N-channel super-image.
+
+    min_segments (test mode only; 0 = off, the reference sampling): the short-video rule of
+    `stnet_test_segments`. With 0 < min_segments < test_segments (min_segments = the training
+    T), a video of n < test_segments * N frames gets T = max(min_segments, n // N) super-images
+    instead of wrapping around: T then depends on the video, so the sampler is
+    `variable_length` (build_dataset batches such videos with 'num_steps' and cyclic padding;
+    tfvid.eval.protocol runs each video on its own T steps, so padding changes no score).
     """
     num_segments: int = 7
     frames_per_segment: int = 5
     test_segments: int = 25
+    min_segments: int = 0
     name: ClassVar[str] = "stnet"
 
+    def __post_init__(self):
+        if int(self.min_segments) < 0:
+            raise ValueError(f"StNetSampler: min_segments must be >= 0 (0 = off), got "
+                             f"{self.min_segments}")
+
+    @property
+    def variable_length(self) -> bool:
+        """True when the test T depends on the video (the short-video rule is on)."""
+        return 0 < self.min_segments < self.test_segments
+
     def num_steps(self, mode):
-        return self.test_segments if mode == "test" else self.num_segments
+        if mode == "test":
+            return None if self.variable_length else self.test_segments
+        return self.num_segments
 
     def frames_per_step(self):
         return self.frames_per_segment
 
+    def test_steps(self, num_frames):
+        """T of the test sampling for an n-frame video (see `stnet_test_segments`)."""
+        return stnet_test_segments(num_frames, self.test_segments, self.frames_per_segment,
+                                   self.min_segments)
+
+    def short_video_rule(self) -> str:
+        """The test-time rule for short videos, in words (for evaluation reports)."""
+        t, n, low = self.test_segments, self.frames_per_segment, self.min_segments
+        if not self.variable_length:
+            if low >= t:
+                return f"fixed T={t} (min_segments {low} >= test_segments)"
+            return (f"fixed T={t}: a video of fewer than {t * n} frames wraps around (frames "
+                    f"from its end, then its start, in one super-image)")
+        return (f"T = min({t}, max({low}, n // {n})): the largest T <= {t} with T*{n} <= n "
+                f"frames (no wrapping), never below the training T={low}; a video of fewer "
+                f"than {low * n} frames gets T={low} with the sampler's fallback (segment starts "
+                f"i*(n//{low}), frames wrap modulo n), as in training")
+
     def __call__(self, num_frames, mode, seed=None):
-        starts = stnet_starts(num_frames, self.num_steps(mode), self.frames_per_segment, mode,
-                              seed)
+        steps = self.num_steps(mode)
+        if mode == "test" and steps is None:
+            steps = self.test_steps(num_frames)
+        starts = stnet_starts(num_frames, steps, self.frames_per_segment, mode, seed)
         return stnet_indices(starts, self.frames_per_segment, num_frames)
 
 

@@ -8,6 +8,7 @@ may list the videos in any order.
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +26,18 @@ def _preview(ids, limit: int = 5) -> str:
     return ", ".join(repr(i) for i in ids[:limit]) + more
 
 
+def _load(path, name: str) -> Scores:
+    """load_scores; a file that is not a scores .npz -> ValueError naming the stream."""
+    try:
+        return load_scores(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        detail = f": {e}" if str(e).startswith("score file") else ""   # load_scores' own words
+        raise ValueError(f"{name} is not a scores .npz written by the evaluate job{detail}") \
+            from None
+
+
 def fuse(score_sets: Sequence[Scores | str], weights: Sequence[float] | None = None) -> Scores:
     """Weighted average of several streams' logits, aligned by video id.
 
@@ -39,13 +52,15 @@ def fuse(score_sets: Sequence[Scores | str], weights: Sequence[float] | None = N
       the first stream that has them.
 
     Raises:
-      ValueError: a stream lacks ids another stream has (the ids are named), a stream repeats an
+      FileNotFoundError: a path that does not exist.
+      ValueError: a file is not a scores .npz, a stream lacks ids another stream has (the ids are named), a stream repeats an
         id, labels disagree, class names or class counts differ, or the weights are invalid.
     """
     if not score_sets:
         raise ValueError("fuse needs at least one score set")
     names = [_name(s, i) for i, s in enumerate(score_sets)]
-    sets = [load_scores(s) if isinstance(s, (str, os.PathLike)) else s for s in score_sets]
+    sets = [_load(s, name) if isinstance(s, (str, os.PathLike)) else s
+            for s, name in zip(score_sets, names)]
     if weights is None:
         weights = [1.0] * len(sets)
     w = np.asarray(weights, dtype=np.float64).reshape(-1)

@@ -198,6 +198,11 @@ def format_summary(summary: dict, max_rows: int = 10) -> str:
             lines.append(f"  {r['name']:<{width}}  {pct(r['accuracy']):>8}  "
                          f"({r['correct']}/{r['support']})")
     lines.extend(f"note: {n}" for n in summary.get("notes", []))
+    bad = summary.get("bad_videos") or []
+    if bad:
+        shown = ", ".join(f"{b['id']} ({b['problem']})" for b in bad[:max_rows // 2])
+        lines.append(f"bad videos: {len(bad)}: {shown}" + (" ..." if len(bad) > max_rows // 2
+                                                           else ""))
     return "\n".join(lines)
 
 

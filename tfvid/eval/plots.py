@@ -1,4 +1,4 @@
-"""Confusion matrix figure (PNG, matplotlib Agg canvas, no pyplot state) and CSV tables of the evaluation results."""
+"""Confusion matrix figure (PNG, matplotlib Agg canvas, no pyplot state), CSV tables and the bad-video list (TSV) of the evaluation results."""
 from __future__ import annotations
 
 import csv
@@ -99,15 +99,34 @@ def save_per_class_csv(summary: dict, path: str) -> str:
     return path
 
 
+def _tsv_field(text) -> str:
+    return " ".join(str(text).replace("\t", " ").splitlines())
+
+
+def save_bad_videos_tsv(bad_videos: Sequence[dict], path: str) -> str:
+    """TSV with a header 'id<TAB>problem' and one line per bad video (tabs and newlines inside a
+    field become spaces); written atomically, header only when there is none."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write("id\tproblem\n")
+        for b in bad_videos:
+            f.write(f"{_tsv_field(b['id'])}\t{_tsv_field(b['problem'])}\n")
+    return path
+
+
 def write_report(scores, output_dir: str, *, title: str | None = None,
-                 extra: dict | None = None) -> dict:
-    """Write metrics.json, scores.npz, confusion.png, confusion.csv and per_class.csv.
+                 extra: dict | None = None, bad_videos: Sequence[dict] | None = None) -> dict:
+    """Write metrics.json, scores.npz, confusion.png, confusion.csv, per_class.csv and
+    bad_videos.tsv.
 
     Args:
-      scores: tfvid.eval.metrics.Scores (class names default to 'class_<i>').
+      scores: tfvid.eval.metrics.Scores (class names default to 'class_<i>') of the scorable
+        videos.
       output_dir: created if needed.
       title: figure title.
       extra: merged into metrics.json (e.g. the evaluation flags).
+      bad_videos: [{'id', 'problem'}] of the videos left out of `scores` (e.g.
+        tfvid.eval.protocol.Evaluation.bad_videos): metrics.json gets 'num_bad_videos',
+        'bad_videos' and a note; bad_videos.tsv lists them (header only when there is none).
 
     Returns:
       The summary dict written to metrics.json (see metrics.summarize).
@@ -117,9 +136,16 @@ def write_report(scores, output_dir: str, *, title: str | None = None,
 
     names = scores.class_names or [f"class_{i}" for i in range(scores.num_classes)]
     summary = metrics.summarize(scores.labels, scores.logits, names)
+    bad = [{"id": str(b["id"]), "problem": str(b["problem"])} for b in (bad_videos or [])]
+    summary["num_bad_videos"] = len(bad)
+    summary["bad_videos"] = bad
+    if bad:
+        summary["notes"] = summary["notes"] + [
+            f"{len(bad)} bad videos are left out of the scores and metrics (bad_videos.tsv)"]
     if extra:
         summary = {**summary, **extra}
     os.makedirs(output_dir, exist_ok=True)
+    save_bad_videos_tsv(bad, os.path.join(output_dir, "bad_videos.tsv"))
     metrics.save_scores(os.path.join(output_dir, "scores.npz"), scores, names)
     with atomic_path(os.path.join(output_dir, "metrics.json")) as tmp, \
             open(tmp, "w", encoding="utf-8") as f:
