@@ -3,8 +3,17 @@
 Decodes every video of each split with PyAV, resizes (TSN: 340x256), JPEG-encodes each frame,
 optionally computes optical flow (TV-L1 as in TSN, or the fast DIS / Farneback), and writes one
 SequenceExample per video into balanced shards (and/or raw-frame folders with a list file).
-Shards are written atomically; rerunning the same command resumes after a crash; unreadable
-videos are listed in <output_dir>/<split>-rejects.tsv.
+Videos are shuffled (--shuffle_seed) before they are dealt into shards, so every shard mixes the
+classes. Shards are written atomically; rerunning the same command resumes after a crash (and
+retries rejected videos whose file changed or whose worker died); unreadable videos are listed
+in <output_dir>/<split>-rejects.tsv, truncated ones kept in part in <split>-partial.tsv. One
+prepare per split at a time (a lock file <output_dir>/.<split>.lock); a video id in two splits
+of one output_dir is refused.
+
+Splits of --format=folder / csv: split folders (<videos_dir>/<split>/<class>/...) or a CSV
+'split' column (path,label,split); without those, one split gets every video, or
+--val_fraction / --test_fraction hold videos out (seeded by video id, --holdout_seed) and the
+remaining split gets the rest.
 
 Examples:
   python -m pipelines.prepare_data --format=ucf101 --videos_dir=UCF-101 \\
@@ -12,16 +21,21 @@ Examples:
   python -m pipelines.prepare_data --format=kinetics --videos_dir=k400 --index=k400/train.csv \\
       --split=train --frame_size=short256 --output_dir=data/k400
   python -m pipelines.prepare_data --synthetic --videos_dir=/tmp/synth --output_dir=/tmp/synth_tfr
+  python -m pipelines.prepare_data --format=folder --videos_dir=my_videos --split=train,val \\
+      --val_fraction=0.2 --output_dir=data/mine
 """
 from __future__ import annotations
 
 import os
+import re
 
 from absl import app, flags
 
 from pipelines.common import check_args, define_flag, parse_frame_size
-from tfvid.data.indexes import FORMATS, load_index
+
+from tfvid.data.indexes import FORMATS, check_splits, load_index
 from tfvid.data.prepare import FLOW_METHODS, LAYOUTS, prepare
+from tfvid.lock import LockedError
 
 DEFAULT_SPLITS = {"ucf101": "train1,test1", "hmdb51": "train1,test1", "kinetics": "train,val",
                   "ssv2": "train,validation"}
@@ -31,7 +45,8 @@ define_flag("enum", "format", "ucf101",
             "Dataset index format: ucf101 (ucfTrainTestlist folder), hmdb51 (folder of "
             "<class>_test_split<N>.txt), kinetics (CSV label,youtube_id,time_start,time_end,"
             "split), ssv2 (folder of something-something-v2-*.json), folder (one subfolder "
-            "per class), csv (path,label).", enum_values=list(FORMATS))
+            "per class, or <split>/<class> folders), csv (path,label[,split]).",
+            enum_values=list(FORMATS))
 define_flag("string", "videos_dir", None, "Folder holding the videos. With --synthetic: where "
             "the synthetic set is generated if missing (default "
             "<output_dir>/synthetic_videos).")
@@ -40,7 +55,20 @@ define_flag("string", "index", None, "Split files: the ucfTrainTestlist folder, 
             "path,label CSV. For --format=folder it defaults to --videos_dir.")
 define_flag("string", "split", None, "Split name(s), comma-separated. Defaults: ucf101/hmdb51 "
             "'train1,test1', kinetics 'train,val', ssv2 'train,validation'; required for "
-            "folder and csv (any name, e.g. 'train').")
+            "folder and csv: the split folder / split column value, or any name when the "
+            "index has no split information (then several splits need --val_fraction / "
+            "--test_fraction).")
+define_flag("float", "val_fraction", 0.0, "folder/csv indexes without split information: "
+            "fraction of the videos held out for the validation split (the requested split "
+            "named val/valid/validation/dev, else 'val'), chosen by a seeded hash of the video "
+            "id; the other requested split gets the videos not held out.", lower_bound=0.0,
+            upper_bound=0.99)
+define_flag("float", "test_fraction", 0.0, "Like --val_fraction, for the split named "
+            "test/testing (else 'test').", lower_bound=0.0, upper_bound=0.99)
+define_flag("integer", "holdout_seed", 0, "Seed of the --val_fraction/--test_fraction "
+            "assignment.")
+define_flag("integer", "shuffle_seed", 0, "Seed of the video order before sharding, so every "
+            "shard mixes the classes (recorded in the manifest); negative keeps index order.")
 define_flag("string", "output_dir", None, "Where shards, frame folders, list files, rejects and "
             "summaries are written.")
 define_flag("integer", "num_shards", 8, "TFRecord shards per split (videos are balanced by "
@@ -95,7 +123,24 @@ def format_summary(s: dict) -> str:
             f"{s['frame_folders']} frame folders, {s['seconds']:.1f} s -> {s['output_dir']}")
     if s["rejects"]:
         line += f"\n  rejected videos and reasons: {s['files']['rejects']}"
+    if s.get("partial"):
+        line += (f"\n  {s['partial']} video(s) kept with part of their frames (truncated or "
+                 f"damaged): {s['files']['partial']}")
     return line
+
+
+def _holdout(splits: list[str]) -> dict[str, float] | None:
+    """{split name: fraction} from --val_fraction / --test_fraction."""
+    holdout = {}
+    for frac, pattern, default in ((FLAGS.val_fraction, r"val|valid|validation|dev", "val"),
+                                   (FLAGS.test_fraction, r"test|testing", "test")):
+        if frac > 0:
+            named = [s for s in splits if re.fullmatch(rf"(?:{pattern})[-_]?\d*", s, re.I)]
+            if len(named) > 1:
+                raise app.UsageError(f"splits {', '.join(named)} all match the held-out split "
+                                     f"{default!r}; request one of them")
+            holdout[named[0] if named else default] = frac
+    return holdout or None
 
 
 def main(argv):
@@ -114,19 +159,23 @@ def main(argv):
     if not split_text:
         raise app.UsageError(f"--split is required for --format={fmt} (e.g. --split=train)")
     splits = [s.strip() for s in split_text.split(",") if s.strip()]
+    holdout = _holdout(splits)
     summaries = []
     try:
+        check_splits(fmt, videos_dir=videos_dir, index=index, splits=splits, holdout=holdout)
         for split in splits:
             entries, classes = load_index(fmt, videos_dir=videos_dir, index=index, split=split,
-                                          classes_file=FLAGS.classes_file)
+                                          classes_file=FLAGS.classes_file, holdout=holdout,
+                                          holdout_seed=FLAGS.holdout_seed)
             print(f"{split}: {len(entries)} videos listed, {len(classes)} classes")
             summaries.append(prepare(
                 entries, classes, output_dir=FLAGS.output_dir, split=split,
                 num_shards=FLAGS.num_shards, frame_size=frame_size, short_side=short_side,
                 fps=FLAGS.fps or None, flow=FLAGS.flow, flow_bound=FLAGS.flow_bound,
                 layout=FLAGS.layout, workers=FLAGS.workers, jpeg_quality=FLAGS.jpeg_quality,
-                progress=FLAGS.progress))
-    except (ValueError, OSError) as e:  # bad index, bad output dir, options differ on resume
+                progress=FLAGS.progress,
+                shuffle_seed=FLAGS.shuffle_seed if FLAGS.shuffle_seed >= 0 else None))
+    except (ValueError, OSError, LockedError) as e:  # bad index/output dir, disk full, in use
         raise SystemExit(f"prepare_data: error: {e}") from e
     print("\n".join(format_summary(s) for s in summaries))
 

@@ -225,7 +225,7 @@ def test_csv(tmp_path):
     entries, classes = load_index("csv", videos_dir=videos, index=numbered, split="train",
                                   classes_file=_write(tmp_path / "c.txt", "1 zero\n2 one\n3 two\n"))
     assert classes == ["zero", "one", "two"] and entries[0].label_name == "two"
-    bad = _write(tmp_path / "bad.csv", "path,label\na.mp4,run\nb.mp4,jump,extra\n")
+    bad = _write(tmp_path / "bad.csv", "path,label\na.mp4,run\nb.mp4,jump,train,extra\n")
     with pytest.raises(ValueError, match=r"bad.csv:3: malformed line"):
         load_index("csv", videos_dir=videos, index=bad, split="train")
     with pytest.raises(ValueError, match=r"named.csv:3: unknown class name 'jump'"):

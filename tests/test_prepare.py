@@ -246,14 +246,17 @@ def test_cli_in_process(videos, tmp_path, capsys):
         for f in os.listdir(root / c):
             os.symlink(root / c / f, folder / c / f)
     out = tmp_path / "out"
-    _flag_run(["--format=folder", f"--videos_dir={folder}", "--split=train,val",
+    _flag_run(["--format=folder", f"--videos_dir={folder}", "--split=train",
                f"--output_dir={out}", "--num_shards=2", "--frame_size=short24", "--workers=1",
                "--layout=both", "--noprogress"])
     printed = capsys.readouterr().out
     assert "train: 5 videos, 40 frames, 0 rejects, 2 shards" in printed
-    for split in ("train", "val"):
-        summary = json.loads((out / f"{split}-summary.json").read_text())
-        assert summary["videos"] == 5 and summary["frame_folders"] == 5
+    summary = json.loads((out / "train-summary.json").read_text())
+    assert summary["videos"] == 5 and summary["frame_folders"] == 5
+    # Two splits of a folder without split folders would get the same videos: refused.
+    with pytest.raises(SystemExit, match="no split information .* train, val would all get"):
+        _flag_run(["--format=folder", f"--videos_dir={folder}", "--split=train,val",
+                   f"--output_dir={tmp_path / 'o2'}", "--workers=1", "--noprogress"])
     rec = _read(shard_paths(str(out), "train")[0])[0]
     assert (rec["height"], rec["width"]) == (24, 32)  # short side 24, 4:3 kept
     assert (out / "train.list").read_text().splitlines()[0] == f"frames/train/clap/v0 {N} 0"

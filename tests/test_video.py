@@ -158,3 +158,67 @@ def test_write_video_checks(tmp_path):
     a = vid.write_video(tmp_path / "a.mp4", _frames(n=5, w=16, h=16))
     b = vid.write_video(tmp_path / "b.mp4", _frames(n=5, w=16, h=16))
     assert open(a, "rb").read() == open(b, "rb").read()  # deterministic encoder settings
+
+
+def _rotated_video(path, degrees, n=4, w=48, h=36):
+    """A video whose frames carry a white marker in the stored top-left corner, written with a
+    display rotation (the MP4 display matrix, as phones write it)."""
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[:8, :8] = 255
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25, options={"crf": "18", "threads": "1"})
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.set_display_rotation(degrees)
+        for _ in range(n):
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return str(path)
+
+
+def _corner(img):
+    """Which corner holds the marker: tl, tr, bl or br."""
+    h, w = img.shape[:2]
+    q = {"tl": img[:8, :8], "tr": img[:8, w - 8:], "bl": img[h - 8:, :8], "br": img[h - 8:, w - 8:]}
+    return max(q, key=lambda k: q[k].mean())
+
+
+@pytest.mark.parametrize("degrees,corner", [(-90, "tr"), (90, "bl"), (180, "br")])
+def test_display_rotation_is_applied(tmp_path, degrees, corner):
+    # A phone held upright stores landscape frames with "rotate 90 clockwise" (display matrix
+    # -90 degrees counter-clockwise): the stored top-left corner is shown top-right.
+    path = _rotated_video(tmp_path / "phone.mp4", degrees)
+    v = vid.read_video(path, frame_size=None)
+    sideways = degrees % 180 != 0
+    assert v.frames.shape[1:3] == ((48, 36) if sideways else (36, 48))
+    assert v.source_size == ((36, 48) if sideways else (48, 36))
+    assert v.rotation == degrees % 360
+    assert _corner(v.frames[0]) == corner
+    small = vid.read_video(path, frame_size=(18, 24))          # sizes refer to upright frames
+    assert small.frames.shape[1:3] == (24, 18) and _corner(small.frames[0]) == corner
+    raw = vid.read_video(path, frame_size=None, apply_rotation=False)
+    assert raw.frames.shape[1:3] == (36, 48) and _corner(raw.frames[0]) == "tl"
+
+
+def test_rotate_frame_on_arrays():
+    img = np.arange(6).reshape(2, 3)
+    assert vid.rotate_frame(img, 90).tolist() == [[2, 5], [1, 4], [0, 3]]   # counter-clockwise
+    assert vid.rotate_frame(img, 270).tolist() == [[3, 0], [4, 1], [5, 2]]
+    assert vid.rotate_frame(img, 180).tolist() == [[5, 4, 3], [2, 1, 0]]
+    assert vid.rotate_frame(img, 0) is img
+    with pytest.raises(ValueError, match="multiple of 90"):
+        vid.rotate_frame(img, 45)
+
+
+def test_truncated_file_is_reported_partial(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (20, 36, 48, 3), np.uint8)
+    for ext in (".avi", ".mkv"):
+        path = vid.write_video(tmp_path / f"full{ext}", frames)
+        assert vid.read_video(path).partial is None
+        data = open(path, "rb").read()
+        cut = tmp_path / f"cut{ext}"
+        cut.write_bytes(data[: int(len(data) * 0.7)])
+        v = vid.read_video(cut, frame_size=None)
+        assert v.expected_frames == 20 and 0 < v.num_frames < 20
+        assert v.partial.startswith(f"{v.num_frames} of 20 frames decoded")

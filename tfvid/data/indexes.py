@@ -15,10 +15,21 @@ datasets in their published formats and returns `(entries, class_names)`:
     ssv2     index = folder with something-something-v2-labels.json and -train.json /
              -validation.json / -test.json; class = template without brackets;
              videos_dir/<id>.webm. split "train", "validation" (or "val"), "test".
-    folder   index (default videos_dir) = one subfolder per class (sorted names = classes);
-             every video inside belongs to the split the caller names.
-    csv      index = CSV "path,label" (header optional); label = class name or integer index;
-             path relative to videos_dir. Classes from classes_file, else sorted names / 0..max.
+    folder   index (default videos_dir) = one subfolder per class (sorted names = classes), or
+             split folders index/<split>/<class>/... (detected when a top-level folder has a
+             split-like name -- train, val, validation, test, dev, ... with optional digits --
+             and holds class folders only); then the requested split must exist as a folder
+             and classes are the sorted class folders of all split folders.
+    csv      index = CSV "path,label[,split]" (header optional); label = class name or integer
+             index; path relative to videos_dir; the optional split column names each row's
+             split. Classes (from all rows) from classes_file, else sorted names / 0..max.
+
+Folder and CSV indexes without split information hold one set of videos: it can be loaded as
+one split, or divided by `holdout={"val": 0.1, "test": 0.1}` (fractions per held-out split
+name, assigned per video id by a seeded hash, so the same id always lands in the same split
+for the same seed; every other requested split gets the videos not held out). `check_splits`
+refuses requests that would put the same videos in two splits. An index that lists no video
+for the split (empty or header-only file) is an error naming the file.
 
 Labels are 0-based class indices. A video with no label (Kinetics/SSv2 test lists) gets
 label None; `tfvid.data.prepare.prepare` rejects such entries unless the whole split is
@@ -31,9 +42,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import re
+from typing import Sequence
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 FORMATS = ("ucf101", "hmdb51", "kinetics", "ssv2", "folder", "csv")
@@ -50,16 +63,37 @@ class VideoEntry:
 
 
 def load_index(format: str, *, videos_dir: str, index: str | None = None, split: str,
-               classes_file: str | None = None) -> tuple[list[VideoEntry], list[str]]:
+               classes_file: str | None = None, holdout: dict[str, float] | None = None,
+               holdout_seed: int = 0) -> tuple[list[VideoEntry], list[str]]:
     """Reads a dataset index. Returns (entries in index order, class names in label order).
 
-    Raises ValueError (unknown format/split, malformed line with file:line, unknown class)
-    or FileNotFoundError (missing index/split file or videos_dir), each naming the file.
+    holdout (folder/csv indexes without split information only): {split name: fraction} of
+    held-out splits, see the module docstring.
+
+    Raises ValueError (unknown format/split, malformed line with file:line, unknown class, no
+    video in the split) or FileNotFoundError (missing index/split file or videos_dir), each
+    naming the file.
     """
-    if format not in _LOADERS:
-        raise ValueError(f"unknown dataset format {format!r}; valid formats: {', '.join(FORMATS)}")
+    videos_dir, index = _resolve(format, videos_dir, index)
     if not split:
         raise ValueError("split must be a non-empty name such as 'train1' or 'val'")
+    _check_holdout(holdout)
+    if holdout and index_has_splits(format, videos_dir=videos_dir, index=index):
+        raise ValueError(f"{index} has its own splits; held-out fractions apply only to a "
+                         "folder or CSV index without split information")
+    classes = read_classes_file(classes_file) if classes_file else None
+    if format in ("folder", "csv"):
+        entries, classes = _LOADERS[format](videos_dir, index, split, classes, holdout,
+                                            holdout_seed)
+    else:
+        entries, classes = _LOADERS[format](videos_dir, index, split, classes)
+    _nonempty(entries, index, split)
+    return entries, classes
+
+
+def _resolve(format: str, videos_dir: str, index: str | None) -> tuple[str, str]:
+    if format not in _LOADERS:
+        raise ValueError(f"unknown dataset format {format!r}; valid formats: {', '.join(FORMATS)}")
     if not os.path.isdir(videos_dir):
         raise FileNotFoundError(f"videos_dir {videos_dir!r} is not a folder")
     videos_dir = os.path.abspath(videos_dir)
@@ -69,9 +103,70 @@ def load_index(format: str, *, videos_dir: str, index: str | None = None, split:
         index = videos_dir
     if not os.path.exists(index):
         raise FileNotFoundError(f"index {index!r} does not exist")
-    index = os.path.abspath(index)
-    classes = read_classes_file(classes_file) if classes_file else None
-    return _LOADERS[format](videos_dir, index, split, classes)
+    return videos_dir, os.path.abspath(index)
+
+
+def _check_holdout(holdout: dict[str, float] | None) -> None:
+    if not holdout:
+        return
+    if any(not 0.0 < f < 1.0 for f in holdout.values()) or sum(holdout.values()) >= 1.0:
+        raise ValueError(f"held-out fractions must be in (0, 1) and sum to less than 1, got "
+                         f"{holdout}")
+
+
+def index_has_splits(format: str, *, videos_dir: str, index: str | None = None) -> bool:
+    """True if the index itself says which split each video belongs to (always for the public
+    formats; folder: split folders; csv: a split column)."""
+    videos_dir, index = _resolve(format, videos_dir, index)
+    if format == "folder":
+        return _folder_splits(index) is not None
+    if format == "csv":
+        return any(r[3] is not None for r in _csv_rows(index))
+    return True
+
+
+def check_splits(format: str, *, videos_dir: str, index: str | None, splits: Sequence[str],
+                 holdout: dict[str, float] | None = None) -> None:
+    """Refuses split requests that would write the same videos into two splits: several split
+    names for a folder/csv index without split information and without held-out fractions,
+    held-out fractions for an index with splits, or several splits that would all get the
+    videos not held out."""
+    _check_holdout(holdout)
+    if len(set(splits)) != len(splits):
+        raise ValueError(f"split names repeat: {', '.join(splits)}")
+    has = index_has_splits(format, videos_dir=videos_dir, index=index)
+    if holdout and has:
+        raise ValueError(f"{index or videos_dir} has its own splits; drop the held-out "
+                         "fractions (--val_fraction/--test_fraction)")
+    if has:
+        return
+    rest = [s for s in splits if s not in (holdout or {})]
+    if len(rest) > 1:
+        how = ("the videos not held out" if holdout else "every video")
+        raise ValueError(
+            f"{index or videos_dir} has no split information (no split folders / split "
+            f"column), so splits {', '.join(rest)} would all get {how}: request one split, "
+            "hold splits out with --val_fraction/--test_fraction, or give the index split "
+            "folders (<split>/<class>/...) or a 'split' column")
+
+
+def holdout_split(video_id: str, holdout: dict[str, float], seed: int = 0) -> str | None:
+    """The held-out split a video id falls into (seeded hash, stable across runs), or None."""
+    digest = hashlib.sha256(f"{seed}:{video_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    edge = 0.0
+    for name, fraction in sorted(holdout.items()):
+        edge += fraction
+        if u < edge:
+            return name
+    return None
+
+
+def _select(entries: list[VideoEntry], split: str, holdout, seed) -> list[VideoEntry]:
+    if not holdout:
+        return entries
+    want = split if split in holdout else None
+    return [e for e in entries if holdout_split(e.video_id, holdout, seed) == want]
 
 
 def read_classes_file(path: str) -> list[str]:
@@ -97,6 +192,12 @@ def _lines(path: str):
             line = line.strip()
             if line:
                 yield number, line
+
+
+def _nonempty(entries: list, path: str, split: str) -> None:
+    if not entries:
+        raise ValueError(f"{path}: no videos listed for split {split!r} (empty or header-only "
+                         "index file?)")
 
 
 def _split_number(split: str, fmt: str) -> tuple[str, int]:
@@ -149,6 +250,7 @@ def _load_ucf101(videos_dir, index, split, classes):
         if not os.path.exists(path) and os.path.exists(os.path.join(videos_dir, name)):
             path = os.path.join(videos_dir, name)  # flat layout
         entries.append(VideoEntry(os.path.splitext(name)[0], path, label, classes[label], split))
+    _nonempty(entries, list_file, split)
     return entries, classes
 
 
@@ -298,34 +400,70 @@ def _load_ssv2(videos_dir, index, split, classes):
         vid = str(item["id"])
         entries.append(VideoEntry(vid, os.path.join(videos_dir, vid + ".webm"), label,
                                   classes[label] if label is not None else None, split))
+    _nonempty(entries, list_file, split)
     return entries, classes
 
 
 # ---------------------------------------------------------------- folder per class / CSV
 
-def _load_folder(videos_dir, index, split, classes):
+_SPLIT_NAME = re.compile(r"(train|training|val|valid|validation|dev|test|testing|eval|holdout)"
+                         r"[-_]?\d*", re.IGNORECASE)
+
+
+def _subfolders(folder: str) -> list[str]:
+    return sorted(d for d in os.listdir(folder)
+                  if os.path.isdir(os.path.join(folder, d)) and not d.startswith("."))
+
+
+def _folder_splits(index: str) -> list[str] | None:
+    """Split folder names if index is laid out <split>/<class>/..., else None."""
+    if not os.path.isdir(index):
+        return None
+    names = _subfolders(index)
+    split_like = [n for n in names if _SPLIT_NAME.fullmatch(n)]
+    if not split_like:
+        return None
+    for n in split_like:
+        inside = os.listdir(os.path.join(index, n))
+        if not _subfolders(os.path.join(index, n)) or any(
+                os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS for f in inside):
+            return None  # a class folder that happens to have a split-like name
+    return names
+
+
+def _load_folder(videos_dir, index, split, classes, holdout=None, seed=0):
     if not os.path.isdir(index):
         raise FileNotFoundError(f"folder index {index!r} must be a folder of class folders")
-    names = sorted(d for d in os.listdir(index)
-                   if os.path.isdir(os.path.join(index, d)) and not d.startswith("."))
-    if not names:
+    splits = _folder_splits(index)
+    root = index
+    if splits is not None:
+        if split not in splits:
+            raise ValueError(f"folder index {index!r} has split folders ({', '.join(splits)}) "
+                             f"but no folder for split {split!r}")
+        root = os.path.join(index, split)
+        names = _subfolders(root)
+        all_names = sorted({c for sp in splits for c in _subfolders(os.path.join(index, sp))})
+    else:
+        names = all_names = _subfolders(index)
+    if not all_names:
         raise ValueError(f"folder index {index!r} has no class subfolders")
-    classes = classes or names
+    classes = classes or all_names
     find = _class_lookup(classes)
     entries = []
     for name in names:
-        label = find(name, index)
-        for folder, dirs, files in os.walk(os.path.join(index, name)):
+        label = find(name, root)
+        for folder, dirs, files in os.walk(os.path.join(root, name)):
             dirs.sort()
             for f in sorted(files):
                 if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS:
                     path = os.path.join(folder, f)
-                    vid = os.path.splitext(os.path.relpath(path, index))[0].replace(os.sep, "/")
+                    vid = os.path.splitext(os.path.relpath(path, root))[0].replace(os.sep, "/")
                     entries.append(VideoEntry(vid, path, label, classes[label], split))
-    return entries, classes
+    return _select(entries, split, holdout, seed), classes
 
 
-def _load_csv(videos_dir, index, split, classes):
+def _csv_rows(index: str) -> list[tuple[int, str, str | None, str | None]]:
+    """(line, path, label or None, split or None) of a path,label[,split] CSV."""
     if not os.path.isfile(index):
         raise FileNotFoundError(f"csv index {index!r} not found")
     rows = []
@@ -336,13 +474,30 @@ def _load_csv(videos_dir, index, split, classes):
                 continue
             if n == 1 and row[0].lower() == "path":
                 continue
-            if len(row) > 2 or not row[0]:
-                raise ValueError(f"{index}:{n}: malformed line {row!r}; expected 'path,label'")
-            rows.append((n, row[0], row[1] if len(row) == 2 and row[1] else None))
+            if len(row) > 3 or not row[0]:
+                raise ValueError(f"{index}:{n}: malformed line {row!r}; expected "
+                                 "'path,label[,split]'")
+            row += [""] * (3 - len(row))
+            rows.append((n, row[0], row[1] or None, row[2] or None))
+    with_split = [r for r in rows if r[3] is not None]
+    if with_split and len(with_split) != len(rows):
+        n = next(r[0] for r in rows if r[3] is None)
+        raise ValueError(f"{index}:{n}: no split value, but other rows have one; give every "
+                         "row a split (path,label,split)")
+    return rows
+
+
+def _load_csv(videos_dir, index, split, classes, holdout=None, seed=0):
+    all_rows = _csv_rows(index)
+    has_split = any(r[3] is not None for r in all_rows)
+    if has_split and split not in {r[3] for r in all_rows}:
+        raise ValueError(f"{index}: no row has split {split!r}; its split column holds "
+                         f"{', '.join(sorted({r[3] for r in all_rows}))}")
+    rows = [r[:3] for r in all_rows if not has_split or r[3] == split]
     given = classes is not None
     if not given:
-        names = {lab for _, _, lab in rows if lab is not None and not lab.lstrip("-").isdigit()}
-        ints = [int(lab) for _, _, lab in rows if lab is not None and lab.lstrip("-").isdigit()]
+        names = {r[2] for r in all_rows if r[2] is not None and not r[2].lstrip("-").isdigit()}
+        ints = [int(r[2]) for r in all_rows if r[2] is not None and r[2].lstrip("-").isdigit()]
         if names and ints:
             raise ValueError(f"{index}: labels mix class names and integers; pass a classes file")
         classes = sorted(names) if names else [str(i) for i in range(max(ints, default=-1) + 1)]
@@ -364,7 +519,7 @@ def _load_csv(videos_dir, index, split, classes):
             vid = os.path.splitext(os.path.basename(rel))[0]
         entries.append(VideoEntry(vid, path, label,
                                   classes[label] if label is not None else None, split))
-    return entries, classes
+    return _select(entries, split, holdout, seed), classes
 
 
 _LOADERS = {"ucf101": _load_ucf101, "hmdb51": _load_hmdb51, "kinetics": _load_kinetics,

@@ -7,9 +7,21 @@
     output_dir/frames/<split>/<video_id>/img_00001.jpg, flow_x_00001.jpg, flow_y_00001.jpg
     output_dir/<split>.list                         "frames/<split>/<video_id> <num_frames> <label>"
     output_dir/<split>-rejects.tsv                  path <TAB> reason of every skipped video
-    output_dir/<split>-summary.json                 videos, frames, rejects, shards, seconds
-    output_dir/<split>-manifest.json                options and the video ids of each shard
+    output_dir/<split>-partial.tsv                  path <TAB> note of videos kept with part of
+                                                    their frames (truncated/damaged files)
+    output_dir/<split>-summary.json                 videos, frames, rejects, partial, shards, ...
+    output_dir/<split>-manifest.json                options, the split's video ids and each
+                                                    shard's video ids
     output_dir/<split>-progress.jsonl               one line per finished shard (bytes, rejects)
+    output_dir/.<split>.lock                        held while a prepare of the split runs
+
+Shard plan: the videos are shuffled with `shuffle_seed` (recorded in the manifest options; None
+keeps index order) before assign_shards balances them, so every shard (and a sequential read of
+it) mixes the classes even for class-sorted indexes such as UCF101's.
+
+Splits: one prepare of a split at a time (a second one raises tfvid.lock.LockedError naming
+the holder), and a video id listed in another split's manifest in the same output_dir is
+refused (a video must not be in two splits).
 
 Reliability: shards and frame folders are written under temporary names and renamed only when
 complete, so a crash never leaves a partial file under a final name. A rerun with the same
@@ -18,16 +30,31 @@ folders and redoes the rest; a rerun with different options or a different video
 refused. A video that is missing, empty, undecodable, has zero frames, has no label, or whose
 flow and RGB frame counts disagree is skipped and listed in the rejects file; every other video
 is written. Unlabeled entries are written (label absent) only when the whole split is unlabeled
-(e.g. Kinetics or Something-Something test lists) or allow_unlabeled=True.
+(e.g. Kinetics or Something-Something test lists) or allow_unlabeled=True. A video that decodes
+only in part (truncated) is written with its frames and listed in the partial file.
+
+Rejects are retried: each reject records the file's size/mtime/ctime, and a rerun redoes a
+finished shard when one of its rejected files changed since (it appeared, was replaced, its
+permissions were fixed) or when the cause lies outside the file (a worker process died, an I/O
+error). Permanent rejects (undecodable, zero frames, no video stream, no label, flow mismatch)
+of an unchanged file stay rejected without decoding it again.
 
 Work runs in `workers` processes (tfvid.data.prepare_worker; spawned, they import PyAV/OpenCV,
-not TensorFlow); the main process writes the shards in a fixed order, so the output is the same
-for any worker count.
+not TensorFlow, and die with the main process); the main process writes the shards in a fixed
+order, so the output is the same for any worker count. A worker that dies on a video (out of
+memory, decoder crash) gets that video rejected ("worker process died (signal N) while
+decoding") and the run goes on.
+
+Write errors (disk full, ...) stop the run with a tfvid.data.prepare_worker.WriteError (an
+OSError) naming the shard or frame folder ("no space left on device"); the temporary file or
+folder is removed and finished shards and folders are kept, so a rerun resumes.
 """
 from __future__ import annotations
 
+import errno as errnolib
 import json
 import os
+import random
 import shutil
 import time
 from typing import Sequence
@@ -36,7 +63,8 @@ from tqdm import tqdm
 
 from tfvid.atomic import atomic_path
 from tfvid.data.indexes import VideoEntry
-from tfvid.data.prepare_worker import OrderedResults, count_frame_files
+from tfvid.data.prepare_worker import OrderedResults, WriteError, count_frame_files, write_error
+from tfvid.lock import folder_lock
 
 LAYOUTS = ("tfrecord", "frames", "both")
 FLOW_METHODS = ("none", "tvl1", "dis", "farneback")
@@ -83,8 +111,37 @@ def count_records(path: str) -> int:
 # ---------------------------------------------------------------- small file helpers
 
 def _atomic_write(path: str, text: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise write_error(path, e, "file") from e
+
+
+def _file_sig(path: str) -> list[int] | None:
+    """[size, mtime_ns, ctime_ns] of a file, None if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+# Rejects whose cause lies outside the video file: always retried on a rerun.
+RETRY_ALWAYS = ("worker process died", "Input/output error", "I/O error")
+# Rejects of an old progress log without file signatures that are retried.
+_RETRY_UNSIGNED = RETRY_ALWAYS + ("not found", "empty file", "Permission denied")
+
+
+def should_retry(reject: Sequence) -> bool:
+    """Whether a recorded reject [path, video_id, reason(, signature)] is retried on a rerun:
+    its cause lies outside the file, or the file changed since it was rejected."""
+    path, reason = reject[0], reject[2]
+    if any(t in reason for t in RETRY_ALWAYS):
+        return True
+    if len(reject) < 4:
+        return any(t in reason for t in _RETRY_UNSIGNED)
+    return _file_sig(path) != reject[3]
 
 
 def _ensure_writable(output_dir: str) -> None:
@@ -129,13 +186,17 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
             short_side: int | None = None, fps: float | None = None, flow: str = "none",
             layout: str = "tfrecord", workers: int = 2, jpeg_quality: int = 90,
             flow_bound: float = 20.0, allow_unlabeled: bool | None = None,
-            progress: bool = True) -> dict:
+            progress: bool = True, shuffle_seed: int | None = 0) -> dict:
     """Prepares one split (see the module docstring for the files). Returns the summary dict:
 
-    split, layout, videos (written), frames (RGB frames written), rejects, shards (count),
-    shards_skipped (finished earlier), frame_folders, seconds, output_dir, files.
+    split, layout, videos (written), frames (RGB frames written), rejects, partial, shards
+    (count), shards_skipped (finished earlier), frame_folders, seconds, output_dir, files.
     frame_size is (width, height) (TSN: 340x256); short_side keeps the aspect ratio instead.
     allow_unlabeled: None = write unlabeled videos only if no entry of the split has a label.
+    shuffle_seed: seed of the video order before sharding (None = index order).
+    Raises ValueError (bad arguments, no videos, options/video list differ from the earlier
+    run, a video id in two splits), tfvid.lock.LockedError (the split is being prepared by
+    another process) or WriteError (an output could not be written, e.g. disk full).
     """
     start = time.time()
     if layout not in LAYOUTS:
@@ -147,10 +208,25 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
                          f"{num_shards}, {workers}, {jpeg_quality}")
     if not split or "/" in split or split.startswith("."):
         raise ValueError(f"bad split name {split!r}")
+    entries = list(entries)
+    if not entries:
+        raise ValueError(f"no videos to prepare for split {split!r} (empty index?)")
     output_dir = os.path.abspath(output_dir)
     _ensure_writable(output_dir)
-    entries = list(entries)
     _check_entries(entries, class_names)
+    options = {"frame_size": list(frame_size) if frame_size else None, "short_side": short_side,
+               "fps": fps, "flow": flow, "flow_bound": flow_bound, "jpeg_quality": jpeg_quality,
+               "class_names": list(class_names), "shuffle_seed": shuffle_seed}
+    lock = os.path.join(output_dir, f".{split}.lock")
+    with folder_lock(lock, f"prepare_data of split {split!r}"):
+        return _prepare_locked(entries, class_names, options, output_dir=output_dir, split=split,
+                               num_shards=num_shards, layout=layout, workers=workers,
+                               allow_unlabeled=allow_unlabeled, progress=progress, start=start)
+
+
+def _prepare_locked(entries, class_names, options, *, output_dir, split, num_shards, layout,
+                    workers, allow_unlabeled, progress, start) -> dict:
+    _check_other_splits(output_dir, split, entries)
     _write_classes(output_dir, class_names)
     write_records, write_frames = layout in ("tfrecord", "both"), layout in ("frames", "both")
     frames_root = os.path.join(output_dir, "frames", split)
@@ -169,16 +245,15 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
         elif os.path.getsize(e.path) == 0:
             pre_rejects[e.video_id] = "empty file (0 bytes)"
 
-    options = {"frame_size": list(frame_size) if frame_size else None, "short_side": short_side,
-               "fps": fps, "flow": flow, "flow_bound": flow_bound, "jpeg_quality": jpeg_quality,
-               "class_names": list(class_names)}
     manifest_path = os.path.join(output_dir, f"{split}-manifest.json")
     progress_path = os.path.join(output_dir, f"{split}-progress.jsonl")
+    partial_path = os.path.join(output_dir, f"{split}-partial.tsv")
     if not os.path.exists(manifest_path) and os.path.exists(progress_path):
         os.remove(progress_path)  # a progress log without its manifest belongs to nothing
     manifest = _load_manifest(manifest_path, options)
     if write_records:
-        _plan_shards(manifest, manifest_path, entries, num_shards, split)
+        _plan_shards(manifest, manifest_path, entries, num_shards, split, options["shuffle_seed"])
+    manifest["video_ids"] = [e.video_id for e in entries]
     _atomic_write(manifest_path, json.dumps(manifest, indent=1))
 
     by_id = {e.video_id: e for e in entries}
@@ -195,16 +270,19 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
 
     # Tasks of unfinished shards first (in shard order, as _write_shard consumes them), then
     # frame folders still missing for videos of finished shards (or of the frames layout).
-    # A finished shard keeps the rejects recorded when it was written.
-    tasks, todo_shards, frame_only, rejects = [], [], [], {}
+    # A finished shard keeps the rejects recorded when it was written, unless one of them is
+    # retried (should_retry): the shard is then written again.
+    tasks, todo_shards, frame_only, rejects, partial = [], [], [], {}, {}
     done = load_progress(progress_path) if write_records else {}
     if write_records:
         for shard in manifest["shards"]:
             info = done.get(shard["name"])
             path = os.path.join(output_dir, shard["name"])
-            if info and os.path.isfile(path) and os.path.getsize(path) == info["bytes"]:
-                shard_rejects = {vid: reason for _, vid, reason in info["rejects"]}
+            if (info and os.path.isfile(path) and os.path.getsize(path) == info["bytes"]
+                    and not any(should_retry(r) for r in info["rejects"])):
+                shard_rejects = {r[1]: r[2] for r in info["rejects"]}
                 rejects.update(shard_rejects)
+                partial.update({r[1]: r[2] for r in info.get("partial", [])})
                 frame_only += [by_id[i] for i in shard["video_ids"] if i not in shard_rejects]
             else:
                 done.pop(shard["name"], None)
@@ -214,12 +292,15 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
                 tasks += [task(by_id[i], True) for i in ids if i not in pre_rejects]
     else:
         frame_only = entries
+        old = _read_partial(partial_path)  # folders finished earlier keep their notes
+        partial.update({e.video_id: old[e.path] for e in entries if e.path in old})
     for e in frame_only:
         t = task(e, False)
         if t is not None and e.video_id in pre_rejects:
             rejects[e.video_id] = pre_rejects[e.video_id]
         elif t is not None:
             tasks.append(t)
+            partial.pop(e.video_id, None)
     skipped = len(done)
     results = OrderedResults(tasks, workers)  # workers start while TensorFlow is imported
     bar = None
@@ -231,19 +312,70 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
         if write_records:
             for shard in todo_shards:
                 done[shard["name"]] = _write_shard(shard, options, output_dir, progress_path,
-                                                   results, by_id, pre_rejects, rejects, bar)
+                                                   results, by_id, pre_rejects, rejects,
+                                                   partial, bar)
         for result in results:  # frame folders of videos whose shards were already finished
             if "reject" in result:
                 rejects[result["video_id"]] = result["reject"]
+            elif "partial" in result:
+                partial[result["video_id"]] = result["partial"]
             bar.update(1)
             bar.set_postfix(rejects=len(rejects))
     finally:
         results.close()
         if bar is not None:
             bar.close()
+        _remove_temp_folders(frames_root)
 
-    return _finish(entries, rejects, manifest, done, output_dir, split, layout, frames_root,
-                   skipped, start)
+    return _finish(entries, rejects, partial, manifest, done, output_dir, split, layout,
+                   frames_root, skipped, start)
+
+
+def _remove_temp_folders(frames_root: str) -> None:
+    """Temporary frame folders left by a failed write or a dead worker (the split is locked,
+    so no other run writes here)."""
+    if os.path.isdir(frames_root):
+        for f in os.listdir(frames_root):
+            if f.startswith(".tmp-"):
+                shutil.rmtree(os.path.join(frames_root, f), ignore_errors=True)
+
+
+def _read_partial(path: str) -> dict[str, str]:
+    out = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            for line in list(f)[1:]:
+                parts = line.rstrip("\n").split("\t", 1)
+                if len(parts) == 2:
+                    out[parts[0]] = parts[1]
+    return out
+
+
+def _check_other_splits(output_dir: str, split: str, entries: list[VideoEntry]) -> None:
+    """Refuses video ids that another split's manifest in output_dir lists."""
+    ids = {e.video_id for e in entries}
+    own = f"{split}-manifest.json"
+    for name in sorted(os.listdir(output_dir)):
+        if not name.endswith("-manifest.json") or name == own or name.startswith("."):
+            continue
+        path = os.path.join(output_dir, name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                manifest = json.load(f)
+            other_ids = manifest.get("video_ids") or [
+                i for s in manifest.get("shards", []) for i in s["video_ids"]]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            continue  # not a prepare_data manifest
+        both = [i for i in other_ids if i in ids]
+        if both:
+            other = name[: -len("-manifest.json")]
+            shown = ", ".join(repr(i) for i in both[:5]) + (
+                f" and {len(both) - 5} more" if len(both) > 5 else "")
+            raise ValueError(
+                f"video id {shown} would be in split {split!r} and in split {other!r} "
+                f"({path}): a video must not be in two splits of one output folder; check the "
+                "index and --split (folder/csv indexes: give split information or held-out "
+                "fractions), or use another output_dir")
 
 
 def _check_entries(entries: list[VideoEntry], class_names: Sequence[str]) -> None:
@@ -296,7 +428,7 @@ def load_progress(path: str) -> dict[str, dict]:
     return done
 
 
-def _plan_shards(manifest, manifest_path, entries, num_shards, split) -> None:
+def _plan_shards(manifest, manifest_path, entries, num_shards, split, seed) -> None:
     ids = [e.video_id for e in entries]
     if "shards" in manifest:
         old_ids = sorted(i for s in manifest["shards"] for i in s["video_ids"])
@@ -306,63 +438,89 @@ def _plan_shards(manifest, manifest_path, entries, num_shards, split) -> None:
                              "output_dir")
         return
     n = min(num_shards, max(len(ids), 1))
-    sizes = [os.path.getsize(e.path) if os.path.isfile(e.path) else 0 for e in entries]
-    manifest["shards"] = [{"name": shard_name(split, k, n), "video_ids": [ids[i] for i in s]}
+    order = list(range(len(entries)))
+    if seed is not None:  # mix the classes of class-sorted indexes within every shard
+        random.Random(seed).shuffle(order)
+    sizes = [os.path.getsize(entries[i].path) if os.path.isfile(entries[i].path) else 0
+             for i in order]
+    manifest["shards"] = [{"name": shard_name(split, k, n),
+                           "video_ids": [ids[order[i]] for i in s]}
                           for k, s in enumerate(assign_shards(sizes, n))]
 
 
 def _write_shard(shard, options, output_dir, progress_path, results, by_id, pre_rejects,
-                 rejects, bar) -> dict:
+                 rejects, partial, bar) -> dict:
     """Consumes this shard's results in order, writes a temp file, renames it when complete,
-    then appends the shard's record to the progress log and returns it."""
+    then appends the shard's record to the progress log and returns it. A write error removes
+    the temp file and raises WriteError naming the shard."""
     import tensorflow as tf
     from tfvid.data import schema
     final = os.path.join(output_dir, shard["name"])
     videos = frames = 0
-    shard_rejects = [[by_id[i].path, i, pre_rejects[i]] for i in shard["video_ids"]
-                     if i in pre_rejects]
-    with atomic_path(final) as tmp:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for vid in shard["video_ids"]:
-                if vid in pre_rejects:
-                    continue
-                r = next(results)
-                if r["video_id"] != vid:
-                    raise RuntimeError(f"internal error: result for {r['video_id']!r} while "
-                                       f"writing {vid!r} of {shard['name']}")
-                bar.update(1)
-                if "reject" in r:
-                    rejects[vid] = r["reject"]
-                    shard_rejects.append([r["path"], vid, r["reject"]])
-                else:
-                    e = by_id[vid]
-                    ex = schema.make_example(
-                        vid, r["frames"], height=r["height"], width=r["width"],
-                        frame_rate=r["frame_rate"], timestamps_us=r["timestamps"],
-                        label_index=e.label, label_string=e.label_name, data_path=e.path,
-                        flow_x=r["flow_x"], flow_y=r["flow_y"],
-                        flow_bound=options["flow_bound"], flow_method=options["flow"])
-                    writer.write(ex.SerializeToString())
-                    videos += 1
-                    frames += r["num_frames"]
-                bar.set_postfix(rejects=len(rejects))
+    shard_rejects = [[by_id[i].path, i, pre_rejects[i], _file_sig(by_id[i].path)]
+                     for i in shard["video_ids"] if i in pre_rejects]
+    shard_partial = []
+    try:
+        with atomic_path(final) as tmp:
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for vid in shard["video_ids"]:
+                    if vid in pre_rejects:
+                        continue
+                    r = next(results)
+                    if r["video_id"] != vid:
+                        raise RuntimeError(f"internal error: result for {r['video_id']!r} while "
+                                           f"writing {vid!r} of {shard['name']}")
+                    bar.update(1)
+                    if "reject" in r:
+                        rejects[vid] = r["reject"]
+                        shard_rejects.append([r["path"], vid, r["reject"], _file_sig(r["path"])])
+                    else:
+                        e = by_id[vid]
+                        ex = schema.make_example(
+                            vid, r["frames"], height=r["height"], width=r["width"],
+                            frame_rate=r["frame_rate"], timestamps_us=r["timestamps"],
+                            label_index=e.label, label_string=e.label_name, data_path=e.path,
+                            flow_x=r["flow_x"], flow_y=r["flow_y"],
+                            flow_bound=options["flow_bound"], flow_method=options["flow"])
+                        writer.write(ex.SerializeToString())
+                        videos += 1
+                        frames += r["num_frames"]
+                        if "partial" in r:
+                            partial[vid] = r["partial"]
+                            shard_partial.append([r["path"], vid, r["partial"]])
+                    bar.set_postfix(rejects=len(rejects))
+    except WriteError:
+        raise  # a frame folder (layout "both") could not be written: already names its path
+    except (OSError, tf.errors.OpError) as e:
+        if isinstance(e, tf.errors.OpError):  # TF reports ENOSPC as ResourceExhaustedError
+            text = (e.message or str(e)).strip()
+            code = errnolib.ENOSPC if "no space left" in text.lower() else errnolib.EIO
+            e = OSError(code, text)
+        raise write_error(final, e, "TFRecord shard") from None
     info = {"name": shard["name"], "bytes": os.path.getsize(final), "videos": videos,
-            "frames": frames, "rejects": shard_rejects}
-    with open(progress_path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(info) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+            "frames": frames, "rejects": shard_rejects, "partial": shard_partial}
+    try:
+        with open(progress_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(info) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise write_error(progress_path, e, "progress log") from e
     return info
 
 
-def _finish(entries, rejects, manifest, done, output_dir, split, layout, frames_root, skipped,
-            start):
+def _finish(entries, rejects, partial, manifest, done, output_dir, split, layout, frames_root,
+            skipped, start):
     files = {"rejects": os.path.join(output_dir, f"{split}-rejects.tsv"),
+             "partial": os.path.join(output_dir, f"{split}-partial.tsv"),
              "summary": os.path.join(output_dir, f"{split}-summary.json"),
              "classes": os.path.join(output_dir, "classes.txt")}
     lines = ["path\treason\n"]
     lines += [f"{e.path}\t{rejects[e.video_id]}\n" for e in entries if e.video_id in rejects]
     _atomic_write(files["rejects"], "".join(lines))
+    kept = [e for e in entries if e.video_id in partial and e.video_id not in rejects]
+    _atomic_write(files["partial"], "path\tnote\n" + "".join(
+        f"{e.path}\t{partial[e.video_id]}\n" for e in kept))
     videos = frames = folders = 0
     if layout in ("frames", "both"):
         rows = []
@@ -382,7 +540,8 @@ def _finish(entries, rejects, manifest, done, output_dir, split, layout, frames_
         videos, frames = sum(d["videos"] for d in infos), sum(d["frames"] for d in infos)
         files["shards"] = [os.path.join(output_dir, s["name"]) for s in shards]
     summary = {"split": split, "layout": layout, "videos": videos, "frames": frames,
-               "rejects": len(rejects), "shards": len(shards), "shards_skipped": skipped,
+               "rejects": len(rejects), "partial": len(kept), "shards": len(shards),
+               "shards_skipped": skipped,
                "frame_folders": folders, "seconds": round(time.time() - start, 3),
                "output_dir": output_dir, "files": files}
     _atomic_write(files["summary"], json.dumps(summary, indent=1))
