@@ -16,9 +16,9 @@ import json
 import logging
 import os
 
-from absl import app, flags
+from absl import flags
 
-from pipelines.common import check_args, define_flag, flag_value
+from pipelines.common import check_args, define_flag, flag_value, program_name, run_job
 
 FLAGS = flags.FLAGS
 DEFAULT_FRAME_SIZE = (340, 256)  # (w, h): TSN stores frames at 340x256
@@ -179,8 +179,18 @@ def export(model_dir: str, *, name: str | None = None, export_base: str = "saved
     from tfvid.export import export_saved_model
     from tfvid.train import run_dir
 
+    if num_segments is not None and int(num_segments) < 0:
+        raise ValueError(f"--num_segments must be >= 0 (0 = a variable T), got {num_segments}")
+    if input_size is not None and int(input_size) < 1:
+        raise ValueError(f"--input_size must be >= 1, got {input_size}")
+    if version is not None and int(version) < 0:
+        raise ValueError(f"--version must be >= 0 (0 = the next version), got {version}")
     model_dir = os.path.normpath(model_dir)
-    run_config = run_dir.read_run_config(model_dir)
+    try:
+        run_config = run_dir.read_run_config(model_dir)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--model_dir={model_dir}: {os.path.join(model_dir, 'run_config.json')}"
+                         f" is not valid JSON ({e})") from None
     checkpoint = run_dir.latest_checkpoint(model_dir)      # fails before building the model
     size = {"num_segments": run_dir.TRAINED if num_segments is None else (num_segments or None),
             "input_size": input_size}       # num_segments 0 -> None: a variable T
@@ -221,19 +231,31 @@ def describe(path: str) -> str:
     return "\n".join(lines)
 
 
+def job_error(job: str, err: BaseException) -> SystemExit:
+    """SystemExit printing '<prog>: error: <job> failed: <message>' on one line (exit status 1,
+    no traceback): for errors that come from what the user gave (flags, files)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if len(text) > 2000:   # converter / TF errors can be long
+        text = text[:2000] + "..."
+    return SystemExit(f"{program_name()}: error: {job} failed: {text}")
+
+
 def main(argv):
     check_args(argv, "model_dir")
     try:   # flag_value: this job's defaults even when another job defined the flag first
         path = export(FLAGS.model_dir, name=FLAGS.name, export_base=FLAGS.export_base,
                       version=FLAGS.version, num_segments=flag_value("num_segments", None),
                       input_size=flag_value("input_size", None), warmup=FLAGS.warmup)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        raise SystemExit(f"export failed: {e}") from e
+    except (OSError, ValueError) as e:
+        # user mistakes (no run, no checkpoint, existing version, bad flag): one line, no
+        # traceback, exit status 1
+        raise job_error("export", e) from None
     print(describe(path))
 
 
 def run():
-    app.run(main)
+    """Console-script entry point (tfvid-export)."""
+    run_job(main)
 
 
 if __name__ == "__main__":

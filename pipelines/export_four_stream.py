@@ -17,11 +17,13 @@ The same fusion from score files, without an export: evaluate each run, then
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 
-from absl import app, flags
+from absl import flags
 
-from pipelines.common import check_args, define_flag
+from pipelines.common import check_args, define_flag, program_name, run_job
 
 FLAGS = flags.FLAGS
 STREAMS = ("si", "di", "of", "dof")
@@ -70,7 +72,11 @@ def load_stream(stream: str, model_dir: str, num_windows: int | None):
     from tfvid.train import run_dir
 
     flag = f"--{stream}_dir={model_dir}"
-    cfg = run_dir.read_run_config(model_dir)
+    try:
+        cfg = run_dir.read_run_config(model_dir)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag}: {os.path.join(model_dir, 'run_config.json')} is not valid "
+                         f"JSON ({e})") from None
     if cfg["model"] != "dynamic_image":
         raise ValueError(f"{flag} is a run of model {cfg['model']!r}, not dynamic_image")
     if run_stream(cfg) != stream:
@@ -110,6 +116,11 @@ def export(dirs: dict[str, str], *, weights: dict[str, float] | None = None,
     from tfvid.export.four_stream import build_four_stream_model, export_four_stream
     from tfvid.train import run_dir
 
+    if num_windows is not None and int(num_windows) < 0:
+        raise ValueError(f"--num_windows must be >= 0 (0 = any number of windows), got "
+                         f"{num_windows}")
+    if version is not None and int(version) < 0:
+        raise ValueError(f"--version must be >= 0 (0 = the next version), got {version}")
     missing = [f"--{s}_dir" for s in STREAMS if not dirs.get(s)]
     if missing:
         raise ValueError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
@@ -136,6 +147,15 @@ def export(dirs: dict[str, str], *, weights: dict[str, float] | None = None,
                               sidecar=sidecar, warmup=warmup)
 
 
+def job_error(job: str, err: BaseException) -> SystemExit:
+    """SystemExit printing '<prog>: error: <job> failed: <message>' on one line (exit status 1,
+    no traceback): for errors that come from what the user gave (flags, files)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if len(text) > 2000:   # converter / TF errors can be long
+        text = text[:2000] + "..."
+    return SystemExit(f"{program_name()}: error: {job} failed: {text}")
+
+
 def main(argv):
     check_args(argv)
     try:
@@ -143,8 +163,10 @@ def main(argv):
         path = export({s: FLAGS[f"{s}_dir"].value for s in STREAMS}, weights=weights,
                       name=FLAGS.name, export_base=FLAGS.export_base, version=FLAGS.version,
                       num_windows=FLAGS.num_windows or None, warmup=FLAGS.warmup)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        raise SystemExit(f"export_four_stream failed: {e}") from e
+    except (OSError, ValueError) as e:
+        # user mistakes (a missing or wrong run dir, bad --weights, an existing version): one
+        # line, no traceback, exit status 1
+        raise job_error("export_four_stream", e) from None
     print(f"exported: {path}")
     print("signature 'serving_default': inputs rgb, flow (float32 windows, see "
           "assets.extra/tfvid.json) -> logits, probabilities")
@@ -152,7 +174,8 @@ def main(argv):
 
 
 def run():
-    app.run(lambda argv: main(argv) and None)
+    """Console-script entry point (tfvid-export-four-stream)."""
+    run_job(main)
 
 
 if __name__ == "__main__":

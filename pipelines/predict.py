@@ -16,9 +16,9 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from pipelines.common import check_args, define_flag, flag_value
+from pipelines.common import check_args, define_flag, flag_value, program_name, run_job
 
 FLAGS = flags.FLAGS
 
@@ -70,6 +70,28 @@ def make_views(frames: np.ndarray, sidecar: dict, num_crops: int = 1) -> np.ndar
     return np.asarray(views, np.float32)
 
 
+#: Sidecar fields predict needs besides those every export has (tfvid.export.read_sidecar).
+REQUIRED_FIELDS = ("sampling", "preprocessing")
+REQUIRED_PREPROCESSING = ("modality", "input_size", "backbone")
+
+
+def load(export_dir: str):
+    """(serving, sidecar) of an export predict can run: one "clip" input and a sidecar with
+    the sampler and preprocessing (ValueError naming the sidecar file and the field)."""
+    from tfvid.export import INPUT_NAME, SidecarError, load_export, sidecar_file
+
+    serving, sidecar = load_export(export_dir, require=REQUIRED_FIELDS)
+    file = sidecar_file(serving.path)
+    missing = [k for k in REQUIRED_PREPROCESSING if sidecar["preprocessing"].get(k) is None]
+    if missing:
+        raise SidecarError(f"{file}: 'preprocessing' lacks {', '.join(map(repr, missing))}")
+    inputs = sorted(serving.input_specs)
+    if inputs != [INPUT_NAME]:
+        raise ValueError(f"{serving.path}: the export takes inputs {inputs}; predict runs "
+                         f"exports with one {INPUT_NAME!r} input (pipelines.export)")
+    return serving, sidecar
+
+
 def check_views(views: np.ndarray, sidecar: dict, path: str) -> None:
     """ValueError naming the video if the views do not fit the signature's input shape."""
     expected = list(sidecar["signature"]["inputs"]["clip"]["shape"])[1:]
@@ -81,7 +103,7 @@ def check_views(views: np.ndarray, sidecar: dict, path: str) -> None:
 
 def predict_video(serving, sidecar: dict, path: str, *, num_crops: int = 1,
                   top_k: int = 5) -> dict:
-    """Classifies one video file with a loaded export (tfvid.export.load_export).
+    """Classifies one video file with a loaded export (`load`, or tfvid.export.load_export).
 
     Returns {"video", "num_frames", "views", "logits" (averaged over views),
     "probabilities", "top_k": [{"rank", "index", "label", "probability"}]}.
@@ -112,13 +134,17 @@ def predict(export_dir: str, videos, *, num_crops: int = 1, top_k: int = 5,
     A video that cannot be read gives {"video", "error"} (printed to stderr) and the others
     still run.
     """
+    from tfvid.atomic import atomic_path
     from tfvid.data.video import VideoError
-    from tfvid.export import load_export
 
     if num_crops not in (1, 3, 10):
         raise ValueError(f"--num_crops must be 1, 3 or 10, got {num_crops}")
+    if int(top_k) < 1:
+        raise ValueError(f"--top_k must be >= 1, got {top_k}")
+    if json_path and os.path.isdir(json_path):
+        raise ValueError(f"--json={json_path} is a directory; give the JSON file's path")
     out = out or sys.stdout
-    serving, sidecar = load_export(export_dir)
+    serving, sidecar = load(export_dir)
     results = []
     for path in videos:
         try:
@@ -133,11 +159,19 @@ def predict(export_dir: str, videos, *, num_crops: int = 1, top_k: int = 5,
         for item in result["top_k"]:
             print(f"  {item['rank']}. {item['label']:<30s} {item['probability']:.4f}", file=out)
     if json_path:
-        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
         payload = {"export_dir": serving.path, "num_crops": num_crops, "results": results}
-        with open(json_path, "w", encoding="utf-8") as f:
+        with atomic_path(json_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=1)
     return results
+
+
+def job_error(job: str, err: BaseException) -> SystemExit:
+    """SystemExit printing '<prog>: error: <job> failed: <message>' on one line (exit status 1,
+    no traceback): for errors that come from what the user gave (flags, files)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if len(text) > 2000:   # converter / TF errors can be long
+        text = text[:2000] + "..."
+    return SystemExit(f"{program_name()}: error: {job} failed: {text}")
 
 
 def main(argv):
@@ -146,15 +180,18 @@ def main(argv):
         results = predict(FLAGS.export_dir, FLAGS.video,
                           num_crops=int(flag_value("num_crops", 1)), top_k=FLAGS.top_k,
                           json_path=FLAGS.json)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"predict failed: {e}") from e
+    except (OSError, ValueError) as e:
+        # user mistakes (no export, bad sidecar, bad flag, unwritable --json): one line, no
+        # traceback, exit status 1
+        raise job_error("predict", e) from None
     failed = [r["video"] for r in results if "error" in r]
     if failed:
         raise SystemExit(f"{len(failed)} of {len(results)} videos failed: {', '.join(failed)}")
 
 
 def run():
-    app.run(main)
+    """Console-script entry point (tfvid-predict)."""
+    run_job(main)
 
 
 if __name__ == "__main__":

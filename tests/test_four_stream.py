@@ -179,3 +179,66 @@ def test_export_job(models, inputs, tmp_path):
     assert path.endswith(os.path.join("fs", "1"))
     fixed, _, _ = job.load_stream("of", dirs["of"], num_windows=2)     # --num_windows=2
     assert fixed.input_shape == (None, 2, S, S, 20)
+
+
+# --------------------------------------------------------------- serving input checks
+def test_four_stream_signature_checks_both_inputs(models, inputs, tmp_path):
+    """Both inputs are checked like the single-clip export's: shape, the same B, finite
+    values; B = 0 gives empty outputs. Called through tf.saved_model.load as TF Serving's
+    Python clients do."""
+    from tfvid.export import load_export
+
+    fused = build_four_stream_model({"si": models["si"], "of": models["of"]}, name="two")
+    path = export_four_stream(fused, str(tmp_path / "sm"), "two", sidecar={
+        "class_names": CLASSES}, warmup=False)
+    sig = tf.saved_model.load(path).signatures["serving_default"]
+    specs = sig.structured_input_signature[1]
+    assert specs["rgb"].shape.as_list() == [None, None, S, S, 30]
+    assert specs["flow"].shape.as_list() == [None, None, S, S, 20]
+    rgb, flow = tf.constant(inputs["rgb"]), tf.constant(inputs["flow"])
+    assert sig(rgb=rgb, flow=flow)["logits"].shape == (2, K)
+    empty = sig(rgb=tf.zeros((0, 3, S, S, 30)), flow=tf.zeros((0, 1, S, S, 20)))
+    assert empty["probabilities"].shape == (0, K)
+    bad = [
+        ({"rgb": tf.zeros((2, 3, 64, 64, 30)), "flow": flow},
+         r"input rgb must be a float32 tensor of shape \(B, T, 32, 32, 30\).*got shape\] "
+         r"\[2 3 64 64 30\]"),
+        ({"rgb": rgb, "flow": tf.zeros((2, 2, S, S, 30))},
+         r"input flow must be .*\(B, T, 32, 32, 20\).*got shape\] \[2 2 32 32 30\]"),
+        ({"rgb": tf.zeros((2, S, S, 30)), "flow": flow}, r"input rgb must be .*got shape\] "
+                                                        r"\[2 32 32 30\]"),
+        ({"rgb": rgb, "flow": tf.zeros((2, 0, S, S, 20))}, r"T >= 1 .*got shape\] \[2 0 32"),
+        ({"rgb": rgb[:1], "flow": flow}, r"inputs (rgb and flow|flow and rgb) must hold the "
+                                         r"same number of clips B; got batch sizes\] "
+                                         r"\[(1 2|2 1)\]"),
+        ({"rgb": rgb, "flow": tf.tensor_scatter_nd_update(flow, [[1, 0, 0, 0, 0]],
+                                                          [float("inf")])},
+         r"input flow has non-finite values"),
+    ]
+    for kwargs, pattern in bad:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
+            sig(**kwargs)
+    serving, sidecar = load_export(path)
+    assert sidecar["class_names"] == CLASSES
+
+
+def test_four_stream_sidecar_is_checked_against_the_signature(models, tmp_path):
+    """A stream sidecar that contradicts the signature is refused before anything is written
+    (the reader's checks, tfvid.export.validate_sidecar)."""
+    from tfvid.export import SidecarError
+
+    fused = build_four_stream_model({"si": models["si"], "of": models["of"]}, name="two")
+    with pytest.raises(SidecarError, match=r"'streams.of.input_shape' .*contradicts the "
+                                           r"signature's 'flow' input"):
+        export_four_stream(fused, str(tmp_path / "sm"), "two", warmup=False, sidecar={
+            "class_names": CLASSES,
+            "streams": {"of": {"preprocessing": {"modality": "flow", "input_size": S},
+                               "input_shape": [None, None, S, S, 30]}}})
+    with pytest.raises(SidecarError, match=r"'streams.si.preprocessing'.input_size 64"):
+        export_four_stream(fused, str(tmp_path / "sm"), "two", warmup=False, sidecar={
+            "class_names": CLASSES,
+            "streams": {"si": {"preprocessing": {"modality": "rgb", "input_size": 64}}}})
+    with pytest.raises(SidecarError, match="'class_names' has 2 class names"):
+        export_four_stream(fused, str(tmp_path / "sm"), "two", warmup=False,
+                           sidecar={"class_names": CLASSES[:2]})
+    assert not os.path.exists(tmp_path / "sm" / "two") or not os.listdir(tmp_path / "sm" / "two")

@@ -7,11 +7,14 @@ from tfvid.export.savedmodel import (  # noqa: F401
     OUTPUT_NAMES,
     SIGNATURE_NAME,
     LoadedExport,
+    SidecarError,
     export_saved_model,
     load_export,
     next_version,
     read_sidecar,
     read_warmup_requests,
     resolve_export_dir,
+    sidecar_file,
+    validate_sidecar,
 )
 from tfvid.export.tflite import TFLiteConversionError, check_parity, convert_to_tflite  # noqa: F401

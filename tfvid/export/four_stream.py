@@ -16,7 +16,8 @@ The streams SI, DI (RGB windows) and OF, DOF (flow windows) are trained separate
 
       inputs  {"rgb": (B, W, S, S, 3L), "flow": (B, W', S, S, 2L)}   (L = 10; W, W' may differ)
       logits  = sum_s w_s logits_s / sum_s w_s    (B, num_classes)
-      serving_default: rgb, flow -> logits, probabilities = softmax(logits)
+      serving_default: rgb, flow -> logits, probabilities = softmax(logits); the inputs are
+      checked in the graph (shapes, the same B, finite values; see export_four_stream)
 
 Logits leave the Keras model; the softmax is added by the export signature (as for every
 tfvid model).
@@ -135,7 +136,11 @@ def export_four_stream(model: keras.Model, export_base: str, name: str, *,
     layout, sidecar and warmup requests of tfvid.export.savedmodel) and returns the path.
 
     Signature serving_default: inputs named as the model's ("rgb", "flow"), float32
-    (None, W, S, S, C) with W None when variable; outputs logits and probabilities.
+    (None, W, S, S, C) with W None when variable; outputs logits and probabilities. Each input
+    is checked in the graph (rank 5, its S, S, C, its W when fixed or W >= 1, finite values)
+    and both must hold the same number of clips B; B = 0 gives (0, num_classes) outputs. The
+    sidecar (class names, each stream's sampling / preprocessing / input_shape) is checked
+    against the signature before anything is written (tfvid.export.validate_sidecar).
     """
     from tfvid.export.savedmodel import export_saved_model
 

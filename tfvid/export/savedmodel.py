@@ -19,6 +19,17 @@ variable-time models); outputs ``logits`` and ``probabilities`` = softmax(logits
 float32 (None, num_classes). One view per row: clients batch multi-crop views themselves and
 average the logits.
 
+The signature checks its input in the graph (a model would otherwise reshape a clip of the
+wrong size into a wrong number of rows): rank 5, the exported S, S, C, the exported T when it
+is fixed (T >= 1 when variable), and finite values. A request that breaks a rule fails with
+InvalidArgumentError "input clip must be a float32 tensor of shape (B, 3, 224, 224, 3) ...;
+got shape] [2 3 256 256 3]" (or "input clip has non-finite values (Inf or NaN)"). An empty
+batch (B = 0) returns empty (0, num_classes) outputs.
+
+The sidecar is read and checked by :func:`read_sidecar` (one reader for predict,
+convert_tflite and the export jobs): a missing field or one that contradicts the signature
+raises :class:`SidecarError` (a ValueError) naming the file and the field.
+
 Several named inputs (e.g. the four-stream dynamic image network's ``rgb`` and ``flow``
 windows): pass ``input_shapes={"rgb": (T, S, S, C1), "flow": (T, S, S, C2)}`` instead of
 ``clip_shape``; the model then takes a dict of those names and the signature has one input
@@ -36,6 +47,8 @@ import warnings
 from typing import Any, Sequence
 
 import tensorflow as tf
+
+from tfvid.atomic import public_mode
 
 log = logging.getLogger(__name__)
 
@@ -117,19 +130,84 @@ def resolve_export_dir(path: str) -> str:
                             f"dir with integer version subdirs holding one")
 
 
-def _serving_fn(model, named_inputs: bool = False):
-    """serve(clip) -> {"logits", "probabilities"}; serve(inputs: dict) with named_inputs."""
+def shape_text(spec: tf.TensorSpec) -> str:
+    """'(B, 3, 224, 224, 3)' (fixed T) or '(B, T, 224, 224, 3)' (variable T) of a clip spec."""
+    _, t, h, w, c = spec.shape.as_list()
+    return f"(B, {'T' if t is None else t}, {h}, {w}, {c})"
+
+
+def _check_shape(x: tf.Tensor, spec: tf.TensorSpec, key: str) -> tf.Operation:
+    """In-graph assert: `x` has rank 5 and the spec's fixed dims (T >= 1 when T is variable).
+
+    The runtime shape is padded with -1 (no real dim) to 6 entries, so one comparison checks
+    the rank as well (a rank-4 or rank-6 tensor cannot pass) without Rank/Size ops that
+    TensorFlow folds from the placeholder's static shape.
+    """
+    _, t, h, w, c = spec.shape.as_list()
+    shape = tf.shape(x)
+    padded = tf.concat([shape, tf.fill([6], -1)], axis=0)[:6]
+    ok = tf.reduce_all(tf.equal(padded[2:], tf.constant([h, w, c, -1])))
+    if t is None:
+        ok = tf.logical_and(ok, padded[1] >= 1)
+        rule = "B >= 0 clips of T >= 1 time steps"
+    else:
+        ok = tf.logical_and(ok, tf.equal(padded[1], t))
+        rule = f"B >= 0 clips of {t} time steps"
+    # no quotes: the Assert op prints its strings with quotes escaped
+    message = (f"input {key} must be a float32 tensor of shape {shape_text(spec)} ({rule}, "
+               f"{h}x{w} pixels, {c} channels); got shape")
+    return tf.debugging.Assert(ok, [message, shape], summarize=8, name=f"check_{key}_shape")
+
+
+def _checked_inputs(inputs: dict, specs: dict) -> dict:
+    """The inputs behind in-graph checks: shapes (`_check_shape`), one batch size for all
+    inputs, finite values (tf.debugging.assert_all_finite)."""
+    checks = [_check_shape(inputs[k], specs[k], k) for k in specs]
+    if len(specs) > 1:
+        with tf.control_dependencies(checks):
+            batches = tf.stack([tf.shape(inputs[k])[0] for k in specs])
+            checks.append(tf.debugging.Assert(
+                tf.reduce_all(tf.equal(batches, batches[0])),
+                [f"inputs {' and '.join(specs)} must hold the same number of "
+                 f"clips B; got batch sizes", batches], name="check_batch_sizes"))
+    out = {}
+    with tf.control_dependencies(checks):
+        for k in specs:
+            out[k] = tf.debugging.assert_all_finite(
+                inputs[k], f"input {k} has non-finite values (Inf or NaN); clips must be "
+                           f"finite")
+    return out
+
+
+def _serving_fn(model, specs: dict, named_inputs: bool = False):
+    """serve(clip) -> {"logits", "probabilities"}; serve(inputs: dict) with named_inputs.
+
+    Inputs are checked in the graph (`_checked_inputs`); an empty batch skips the model and
+    returns (0, num_classes) outputs."""
+    num_classes = int(model.output_shape[-1])
+
     def outputs(x):
-        logits = tf.cast(model(x, training=False), tf.float32)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+        x = _checked_inputs(x, specs)
+        first = x[next(iter(specs))]
+
+        def run():
+            logits = tf.cast(model(x if named_inputs else x[INPUT_NAME], training=False),
+                             tf.float32)
+            return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+        def empty():
+            zeros = tf.zeros([0, num_classes], tf.float32)
+            return {"logits": zeros, "probabilities": tf.identity(zeros)}
+
+        return tf.cond(tf.shape(first)[0] > 0, run, empty)
 
     if named_inputs:
         def serve_named(inputs):
-            return outputs(inputs)
+            return outputs(dict(inputs))
         return serve_named
 
     def serve(clip):
-        return outputs(clip)
+        return outputs({INPUT_NAME: clip})
     return serve
 
 
@@ -203,25 +281,20 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
     num_classes = int(model.output_shape[-1])
     full_sidecar = dict(sidecar)
     full_sidecar.setdefault("class_names", None)
-    names = full_sidecar["class_names"]
-    if names is not None and len(names) != num_classes:
-        raise ValueError(f"sidecar has {len(names)} class names but the model outputs "
-                         f"{num_classes} classes")
     full_sidecar.update({
         "format": SIDECAR_FORMAT,
         "name": name,
         "version": version,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "num_classes": num_classes,
-        "signature": {
-            "name": SIGNATURE_NAME,
-            "inputs": {k: {"dtype": "float32", "shape": v.shape.as_list()}
-                       for k, v in specs.items()},
-            "outputs": {k: {"dtype": "float32", "shape": [None, num_classes]}
-                        for k in OUTPUT_NAMES},
-        },
+        "signature": _signature_description(specs, num_classes),
     })
     sidecar_text = json.dumps(full_sidecar, indent=2, sort_keys=True)  # fail before writing
+    # the reader's checks, before anything is written (class names vs the model's classes,
+    # input_shape / sampling / preprocessing vs the signature), on the JSON as stored
+    validate_sidecar(json.loads(sidecar_text), f"sidecar of export {final}",
+                     inputs={k: v.shape.as_list() for k, v in specs.items()},
+                     num_classes=num_classes)
 
     os.makedirs(model_base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_base)
@@ -229,7 +302,7 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
         archive = keras.export.ExportArchive()
         archive.track(model)
         named = input_shapes is not None
-        archive.add_endpoint(SIGNATURE_NAME, _serving_fn(model, named),
+        archive.add_endpoint(SIGNATURE_NAME, _serving_fn(model, specs, named),
                              input_signature=[specs if named else specs[INPUT_NAME]])
         archive.write_out(tmp, verbose=False)
         extra = os.path.join(tmp, ASSETS_EXTRA)
@@ -244,6 +317,7 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
                               "requests written (pip install tensorflow-serving-api)")
         if os.path.exists(final):  # appeared while we were writing
             raise FileExistsError(f"export version {final!r} was created concurrently")
+        public_mode(tmp)   # mkdtemp made it 0700: TF Serving may run as another user
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -286,21 +360,199 @@ class LoadedExport:
                                  for k, v in inputs.items()})
 
 
-def read_sidecar(path: str) -> dict[str, Any]:
-    """The tfvid.json sidecar of an export version dir (or model dir: newest version)."""
-    path = resolve_export_dir(path)
-    file = os.path.join(path, ASSETS_EXTRA, SIDECAR_FILE)
+class SidecarError(ValueError):
+    """The sidecar (assets.extra/tfvid.json) is unreadable, lacks a field, or contradicts the
+    export's signature. The message names the file and the field."""
+
+
+def _signature_description(specs: dict[str, tf.TensorSpec], num_classes: int) -> dict:
+    """The sidecar's "signature" entry for these input specs."""
+    return {
+        "name": SIGNATURE_NAME,
+        "inputs": {k: {"dtype": "float32", "shape": v.shape.as_list()} for k, v in specs.items()},
+        "outputs": {k: {"dtype": "float32", "shape": [None, num_classes]} for k in OUTPUT_NAMES},
+    }
+
+
+def signature_facts(signature) -> tuple[dict[str, list], int | None]:
+    """({input name: shape list}, num_classes) of a loaded serving signature."""
+    inputs = {k: v.shape.as_list() for k, v in signature.structured_input_signature[1].items()}
+    outputs = signature.structured_outputs
+    logits = outputs.get("logits") if isinstance(outputs, dict) else None
+    classes = None if logits is None else logits.shape.as_list()[-1]
+    return inputs, classes
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_clip_shape(err, field: str, shape, *, expected=None) -> None:
+    if not isinstance(shape, list) or len(shape) != 5 or shape[0] is not None \
+            or not all(d is None or (_is_int(d) and d > 0) for d in shape[1:]) \
+            or any(d is None for d in shape[2:]):
+        err(f"{field} must be a clip shape [null, T, S, S, C] (T may be null), got {shape!r}")
+    if expected is not None and list(shape) != list(expected):
+        err(f"{field} {shape} contradicts the signature's input shape {list(expected)}")
+
+
+def _check_sampling(err, field: str, sampling, time_steps) -> None:
+    """`sampling` builds a sampler; its test T equals the signature's fixed T when both are."""
+    from tfvid.data import sampling as sampling_lib
+
+    if not isinstance(sampling, dict) or not isinstance(sampling.get("name"), str):
+        err(f"{field} must be a sampler description {{\"name\": ..., ...}}, got {sampling!r}")
+    try:
+        sampler = sampling_lib.get_sampler(**sampling)
+    except (TypeError, ValueError) as e:
+        err(f"{field} {sampling} does not describe a sampler ({e})")
+    steps = sampler.num_steps("test")
+    if steps is not None and time_steps is not None and int(steps) != int(time_steps):
+        err(f"{field} {sampling} gives T={steps} test time steps but the signature's input "
+            f"has T={time_steps}")
+
+
+def _check_preprocessing(err, field: str, pre, shape) -> None:
+    if not isinstance(pre, dict):
+        err(f"{field} must be an object, got {pre!r}")
+    size = pre.get("input_size")
+    if size is not None and shape is not None and size != shape[2]:
+        err(f"{field}.input_size {size} contradicts the signature's input side S={shape[2]} "
+            f"(input shape {shape})")
+
+
+def validate_sidecar(sidecar: Any, source: str, *, inputs: dict[str, list] | None = None,
+                     num_classes: int | None = None, require: Sequence[str] = ()) -> dict:
+    """Checks a sidecar dict; returns it. Raises SidecarError "<source>: <field> ...".
+
+    Always: "format" (<= SIDECAR_FORMAT), "num_classes" (> 0), "signature" (inputs of shape
+    [null, T, S, S, C], outputs [null, num_classes]), "class_names" (null or num_classes
+    strings). When present: "input_shape" = the signature's "clip" shape, "sampling" builds a
+    sampler whose test T is the signature's fixed T, "preprocessing.input_size" = S, and the
+    same for each entry of "streams" (four-stream exports; matched to the "rgb" / "flow" input
+    by its preprocessing modality).
+    inputs / num_classes: the loaded signature's {input name: shape} and output classes (see
+    `signature_facts`): the sidecar must agree with them.
+    require: further top-level fields that must be present and not null (e.g. predict needs
+    "sampling" and "preprocessing").
+    """
+    def err(text):
+        raise SidecarError(f"{source}: {text}")
+
+    if not isinstance(sidecar, dict):
+        err(f"expected a JSON object, got {type(sidecar).__name__}")
+    missing = [k for k in ("format", "num_classes", "signature", *require)
+               if sidecar.get(k) is None]
+    if missing:
+        err(f"missing field{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(k) for k in dict.fromkeys(missing))} (not a complete tfvid "
+            f"export sidecar; export again with pipelines.export)")
+    fmt = sidecar["format"]
+    if not _is_int(fmt) or not 1 <= fmt <= SIDECAR_FORMAT:
+        err(f"'format' {fmt!r} is not a sidecar format this tfvid reads (1..{SIDECAR_FORMAT})")
+    classes = sidecar["num_classes"]
+    if not _is_int(classes) or classes < 1:
+        err(f"'num_classes' must be a positive integer, got {classes!r}")
+    if num_classes is not None and classes != num_classes:
+        err(f"'num_classes' {classes} contradicts the signature, whose outputs have "
+            f"{num_classes} classes")
+    names = sidecar.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            err(f"'class_names' must be a list of strings or null, got {names!r:.200}")
+        if len(names) != classes:
+            err(f"'class_names' has {len(names)} class names but 'num_classes' is {classes}")
+    sig = sidecar["signature"]
+    if not isinstance(sig, dict) or not isinstance(sig.get("inputs"), dict) \
+            or not sig["inputs"] or not isinstance(sig.get("outputs"), dict):
+        err(f"'signature' must have 'inputs' and 'outputs' objects, got {sig!r:.200}")
+    if sig.get("name", SIGNATURE_NAME) != SIGNATURE_NAME:
+        err(f"'signature.name' is {sig['name']!r}, expected {SIGNATURE_NAME!r}")
+    shapes = {}
+    for key, desc in sig["inputs"].items():
+        field = f"'signature.inputs.{key}'"
+        if not isinstance(desc, dict) or desc.get("dtype") != "float32":
+            err(f"{field} must be {{\"dtype\": \"float32\", \"shape\": [...]}}, got {desc!r}")
+        _check_clip_shape(err, f"{field}.shape", desc.get("shape"),
+                          expected=None if inputs is None or key not in inputs else inputs[key])
+        shapes[key] = desc["shape"]
+    if inputs is not None and sorted(inputs) != sorted(shapes):
+        err(f"'signature.inputs' lists {sorted(shapes)} but the signature's inputs are "
+            f"{sorted(inputs)}")
+    for key in OUTPUT_NAMES:
+        desc = sig["outputs"].get(key)
+        if not isinstance(desc, dict) or desc.get("shape") != [None, classes]:
+            err(f"'signature.outputs.{key}' must have shape [null, {classes}] "
+                f"('num_classes'), got {desc!r}")
+    clip = shapes.get(INPUT_NAME)
+    if sidecar.get("input_shape") is not None:
+        if clip is None:
+            err(f"'input_shape' is given but the signature has no {INPUT_NAME!r} input "
+                f"(inputs {sorted(shapes)})")
+        _check_clip_shape(err, "'input_shape'", sidecar["input_shape"], expected=clip)
+    if sidecar.get("sampling") is not None:
+        _check_sampling(err, "'sampling'", sidecar["sampling"],
+                        None if clip is None else clip[1])
+    if sidecar.get("preprocessing") is not None:
+        _check_preprocessing(err, "'preprocessing'", sidecar["preprocessing"], clip)
+    streams = sidecar.get("streams")
+    if streams is not None:
+        if not isinstance(streams, dict) or not all(isinstance(v, dict)
+                                                    for v in streams.values()):
+            err(f"'streams' must map stream names to objects, got {streams!r:.200}")
+        for stream, part in streams.items():
+            pre = part.get("preprocessing") or {}
+            key = "flow" if isinstance(pre, dict) and pre.get("modality") == "flow" else "rgb"
+            shape = shapes.get(key)
+            if part.get("input_shape") is not None:
+                got = part["input_shape"]
+                _check_clip_shape(err, f"'streams.{stream}.input_shape'", got)
+                if shape is not None and any(a is not None and b is not None and a != b
+                                             for a, b in zip(got, shape)):
+                    err(f"'streams.{stream}.input_shape' {got} contradicts the signature's "
+                        f"{key!r} input {shape}")
+            if part.get("sampling") is not None:
+                _check_sampling(err, f"'streams.{stream}.sampling'", part["sampling"],
+                                None if shape is None else shape[1])
+            if part.get("preprocessing") is not None:
+                _check_preprocessing(err, f"'streams.{stream}.preprocessing'", pre, shape)
+    return sidecar
+
+
+def sidecar_file(path: str) -> str:
+    """The sidecar file of an export version dir (or model dir: newest version)."""
+    return os.path.join(resolve_export_dir(path), ASSETS_EXTRA, SIDECAR_FILE)
+
+
+def read_sidecar(path: str, signature=None, *, require: Sequence[str] = ()) -> dict[str, Any]:
+    """The checked tfvid.json sidecar of an export version dir (or model dir: newest version).
+
+    The one sidecar reader of tfvid (predict, convert_tflite, load_export). `signature`: the
+    export's loaded serving signature, when at hand: the sidecar must agree with its inputs
+    and number of classes. `require`: top-level fields that must be present (not null).
+    Raises FileNotFoundError (no sidecar) or SidecarError (a ValueError naming the file and
+    the field: invalid JSON, a missing field, a contradiction; see `validate_sidecar`).
+    """
+    file = sidecar_file(path)
     if not os.path.isfile(file):
-        raise FileNotFoundError(f"{path}: no sidecar {ASSETS_EXTRA}/{SIDECAR_FILE} (not a tfvid "
-                                f"export?)")
-    with open(file, encoding="utf-8") as f:
-        return json.load(f)
+        raise FileNotFoundError(f"{file}: no such file; {os.path.dirname(os.path.dirname(file))} "
+                                f"has no sidecar {ASSETS_EXTRA}/{SIDECAR_FILE} (not a tfvid "
+                                f"export? export it with pipelines.export)")
+    try:
+        with open(file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SidecarError(f"{file}: not valid JSON ({e})") from None
+    inputs, classes = signature_facts(signature) if signature is not None else (None, None)
+    return validate_sidecar(data, file, inputs=inputs, num_classes=classes, require=require)
 
 
-def load_export(path: str) -> tuple[LoadedExport, dict[str, Any]]:
-    """Loads an export (version dir, or model dir = newest version) -> (serving fn, sidecar)."""
+def load_export(path: str, *, require: Sequence[str] = ()) -> tuple[LoadedExport, dict[str, Any]]:
+    """Loads an export (version dir, or model dir = newest version) -> (serving fn, sidecar);
+    the sidecar is checked against the loaded signature (`read_sidecar`)."""
     path = resolve_export_dir(path)
-    return LoadedExport(path), read_sidecar(path)
+    serving = LoadedExport(path)
+    return serving, read_sidecar(path, serving.signature, require=require)
 
 
 def read_warmup_requests(path: str) -> list:
