@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from pipelines.common import check_args, define_flag, parse_frame_size
+from pipelines.common import UsageError, check_args, define_flag, parse_frame_size, run_job
 
 FLAGS = flags.FLAGS
 METHODS = ("arp", "rp")
-
-
 
 define_flag("list", "video", None, "Video file(s), comma-separated (mp4, avi, webm...). A list, as "
         "pipelines.predict defines the same flag.")
@@ -50,6 +49,8 @@ define_flag("string", "frame_size", "340x256", "Decoded frame size: WIDTHxHEIGHT
 define_flag("integer", "sheet_frames", 4, "Video frames shown on the contact sheet.")
 define_flag("integer", "sheet_windows", 8, "Window images shown per method on the contact sheet "
         "(evenly spread when there are more windows).")
+define_flag("bool", "progress", True, "Show a progress bar (one line every 30 s when stderr is "
+            "not a terminal).")
 
 
 def pool(frames: np.ndarray, method: str) -> np.ndarray:
@@ -121,10 +122,12 @@ def contact_sheet(path: str, frames: np.ndarray, video_dis: dict, window_dis: di
 
 def dynamic_images(video: str, output_dir: str, *, window: int = 10, stride: int = 6,
                    methods=("arp", "rp"), frame_size=(340, 256), short_side=None,
-                   sheet_frames: int = 4, sheet_windows: int = 8) -> dict:
+                   sheet_frames: int = 4, sheet_windows: int = 8, progress: bool = False) -> dict:
     """Decodes `video`, writes its dynamic images (see the module docstring); returns a dict
-    with 'files' (paths written), 'accuracy' ({'video': {method: %}, 'windows': {method:
-    [% per window]}}), 'num_frames' and 'windows' (0-based indices, (num_windows, window))."""
+    with 'files' (paths written), 'contact_sheet', 'summary' (the JSON), 'accuracy' ({'video':
+    {method: %}, 'windows': {method: [% per window]}}), 'num_frames', 'windows' (0-based
+    indices, (num_windows, window)) and 'seconds'. progress: a bar over the images (whole
+    video and windows, per method), tfvid.progress.progress_bar."""
     from tfvid.data import rank_pooling as rp
     from tfvid.data.sampling import mdi_windows
     from tfvid.data.video import read_video
@@ -135,6 +138,7 @@ def dynamic_images(video: str, output_dir: str, *, window: int = 10, stride: int
         raise ValueError(f"--methods: unknown {bad}; choose from {METHODS}")
     if window < 1 or stride < 1:
         raise ValueError(f"--window and --stride must be >= 1, got {window}, {stride}")
+    t0 = time.time()
     frames = read_video(video, frame_size=frame_size, short_side=short_side).frames
     n = frames.shape[0]
     windows = np.asarray(mdi_windows(n, window=window, stride=stride, mode="val"))
@@ -143,28 +147,39 @@ def dynamic_images(video: str, output_dir: str, *, window: int = 10, stride: int
 
     files, video_dis, window_dis = [], {}, {}
     acc = {"video": {}, "windows": {}}
-    for m in methods:
-        d = pool(frames, m)
-        acc["video"][m] = rp.pairwise_ranking_accuracy(frames, d)
-        video_dis[m] = to_uint8(d)
-        files.append(_save_png(os.path.join(output_dir, f"{stem}_{m}.png"), video_dis[m]))
-        window_dis[m], acc["windows"][m] = [], []
-        for k, idx in enumerate(windows):
-            clip = frames[idx]
-            dk = pool(clip, m)
-            acc["windows"][m].append(rp.pairwise_ranking_accuracy(clip, dk))
-            window_dis[m].append(to_uint8(dk))
-            files.append(_save_png(os.path.join(output_dir, "windows", f"{stem}_{m}_w{k:03d}.png"),
-                                   window_dis[m][-1]))
+    from tfvid.progress import progress_bar
+    with progress_bar(total=len(methods) * (1 + len(windows)), unit="image",
+                      desc=f"{os.path.basename(video)} dynamic images",
+                      disable=not progress) as bar:
+        for m in methods:
+            bar.set_postfix_str(f"{m.upper()} whole video", refresh=False)
+            d = pool(frames, m)
+            acc["video"][m] = rp.pairwise_ranking_accuracy(frames, d)
+            video_dis[m] = to_uint8(d)
+            files.append(_save_png(os.path.join(output_dir, f"{stem}_{m}.png"), video_dis[m]))
+            bar.update(1)
+            window_dis[m], acc["windows"][m] = [], []
+            for k, idx in enumerate(windows):
+                bar.set_postfix_str(f"{m.upper()} window {k + 1}/{len(windows)}", refresh=False)
+                clip = frames[idx]
+                dk = pool(clip, m)
+                acc["windows"][m].append(rp.pairwise_ranking_accuracy(clip, dk))
+                window_dis[m].append(to_uint8(dk))
+                files.append(_save_png(os.path.join(output_dir, "windows",
+                                                    f"{stem}_{m}_w{k:03d}.png"),
+                                       window_dis[m][-1]))
+                bar.update(1)
     sheet = contact_sheet(os.path.join(output_dir, f"{stem}_contact.png"), frames, video_dis,
                           window_dis, windows, num_frames=sheet_frames, num_windows=sheet_windows,
                           title=f"{os.path.basename(video)}: {n} frames, windows of {window} "
                                 f"every {stride}")
     files.append(sheet)
+    summary = os.path.join(output_dir, f"{stem}_dynamic_images.json")
     result = {"video": video, "num_frames": n, "frame_size": [frames.shape[2], frames.shape[1]],
               "window": window, "stride": stride, "methods": methods,
-              "windows": windows.tolist(), "accuracy": acc, "files": files}
-    summary = os.path.join(output_dir, f"{stem}_dynamic_images.json")
+              "windows": windows.tolist(), "accuracy": acc, "files": files,
+              "output_dir": output_dir, "contact_sheet": sheet, "summary": summary,
+              "seconds": round(time.time() - t0, 2)}
     with open(summary, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
     result["files"].append(summary)
@@ -174,30 +189,47 @@ def dynamic_images(video: str, output_dir: str, *, window: int = 10, stride: int
 def main(argv):
     check_args(argv, "video", "output_dir")
     size, short_side = parse_frame_size(FLAGS.frame_size)
+    methods = [m.strip().lower() for m in FLAGS.methods if m.strip()]
+    if not methods or any(m not in METHODS for m in methods):
+        raise UsageError(f"--methods={','.join(FLAGS.methods)}: choose from {', '.join(METHODS)}")
+    if FLAGS.window < 1 or FLAGS.stride < 1:
+        raise UsageError(f"--window and --stride must be >= 1, got {FLAGS.window}, "
+                         f"{FLAGS.stride}")
+    missing = [v for v in FLAGS.video if not os.path.isfile(v)]
+    if missing:
+        raise UsageError(f"--video: no such file: {', '.join(missing)}")
     for video in FLAGS.video:
         result = dynamic_images(video, FLAGS.output_dir, window=FLAGS.window,
-                                stride=FLAGS.stride, methods=FLAGS.methods, frame_size=size,
+                                stride=FLAGS.stride, methods=methods, frame_size=size,
                                 short_side=short_side,
                                 sheet_frames=FLAGS.sheet_frames,
-                                sheet_windows=FLAGS.sheet_windows)
+                                sheet_windows=FLAGS.sheet_windows, progress=FLAGS.progress)
         report(result)
 
 
 def report(result: dict) -> None:
-    """Prints the ranking accuracies and the files of one dynamic_images result."""
+    """Prints the ranking accuracies of one dynamic_images result and where its files are (a
+    summary, not every path: the JSON lists them)."""
     acc = result["accuracy"]
     print(f"{result['video']}: {result['num_frames']} frames, {len(result['windows'])} windows "
-          f"of {result['window']} (stride {result['stride']})")
+          f"of {result['window']} (stride {result['stride']})"
+          + (f", {result['seconds']:.1f} s" if "seconds" in result else ""))
     for m in result["methods"]:
         w = acc["windows"][m]
         print(f"  {m.upper()}: pairwise ranking accuracy {acc['video'][m]:.1f}% (whole video), "
               f"{np.mean(w):.1f}% (mean over windows)")
-    for path in result["files"]:
-        print(path)
+    out = result.get("output_dir") or os.path.dirname(result["files"][0])
+    n_video = len(result["methods"])
+    n_windows = n_video * len(result["windows"])
+    print(f"  contact sheet: {result.get('contact_sheet', '')}")
+    print(f"  {n_video} whole-video PNG(s) in {out}, {n_windows} window PNG(s) in "
+          f"{os.path.join(out, 'windows')}")
+    print(f"  accuracies and the list of files: {result.get('summary', '')}")
 
 
 def run():
-    app.run(main)
+    """Console-script entry point (tfvid-dynamic-images)."""
+    run_job(main)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Add optical flow to data prepared without it (RGB first, flow later or elsewhere).
 
-    python -m pipelines.extract_flow --data='data/ucf101/train1-*.tfrecord' \
+    python -m pipelines.extract_flow --data='data/ucf101/train1-*.tfrecord' \\
         --output_dir=data/ucf101_flow --flow=tvl1 --workers=2
     python -m pipelines.extract_flow --data=data/ucf101/train1.list --flow=dis
 
@@ -18,7 +18,7 @@ import os
 
 from absl import app, flags
 
-from pipelines.common import check_args, define_flag, resolve_files
+from pipelines.common import check_args, define_flag, resolve_files, run_job
 
 FLAGS = flags.FLAGS
 
@@ -67,7 +67,8 @@ def main(argv):
 
 
 def run():
-    app.run(lambda argv: main(argv) and None)
+    """Console-script entry point (tfvid-extract-flow)."""
+    run_job(main)
 
 
 if __name__ == "__main__":

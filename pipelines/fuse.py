@@ -1,6 +1,6 @@
 """Fuse the scores of several streams (late fusion) and report the fused metrics.
 
-    python -m pipelines.fuse --scores=runs/rgb/eval/scores.npz,runs/flow/eval/scores.npz \
+    python -m pipelines.fuse --scores=runs/rgb/eval/scores.npz,runs/flow/eval/scores.npz \\
         --weights=1,1.5 --output_dir=runs/fused
 
 The fused logits are the weighted average of each stream's video logits, aligned by video id
@@ -9,9 +9,11 @@ confusion.png, confusion.csv and per_class.csv like the evaluate job.
 """
 from __future__ import annotations
 
-from absl import app, flags
+import os
 
-from pipelines.common import check_args, define_flag
+from absl import flags
+
+from pipelines.common import UsageError, check_args, define_flag, run_job, usage_errors
 
 FLAGS = flags.FLAGS
 
@@ -24,22 +26,26 @@ define_flag("string", "output_dir", None, "Where the fused results go.")
 
 def parse_weights(text: str | None, count: int) -> list[float] | None:
     """'1,1.5' -> [1.0, 1.5] (one per score file); None/'' -> None (equal weights).
-    Raises app.UsageError naming the flag."""
+    Raises UsageError (an app.UsageError) naming the flag."""
     if not text:
         return None
     try:
         weights = [float(w) for w in text.split(",") if w.strip()]
     except ValueError:
-        raise app.UsageError(f"--weights={text!r}: expected comma-separated numbers") from None
+        raise UsageError(f"--weights={text!r}: expected comma-separated numbers") from None
     if len(weights) != count:
-        raise app.UsageError(f"--weights has {len(weights)} values for {count} --scores files")
+        raise UsageError(f"--weights has {len(weights)} values for {count} --scores files")
     return weights
 
 
 def fuse_files(paths: list[str], weights: list[float] | None, output_dir: str) -> dict:
     """The whole job as a function; returns the summary written to metrics.json."""
     from tfvid.eval import fusion, metrics, plots
-    fused = fusion.fuse(paths, weights)
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UsageError(f"--scores: no such file: {', '.join(missing)}")
+    with usage_errors(ValueError, prefix="--scores: "):   # ids, classes, labels, weights
+        fused = fusion.fuse(paths, weights)
     used = weights if weights is not None else [1.0] * len(paths)
     summary = plots.write_report(fused, output_dir, title="fused streams",
                                  extra={"fusion": {"scores": paths, "weights": used}})
@@ -51,11 +57,14 @@ def fuse_files(paths: list[str], weights: list[float] | None, output_dir: str) -
 def main(argv):
     check_args(argv, "scores", "output_dir")
     paths = [p.strip() for p in FLAGS.scores.split(",") if p.strip()]
+    if not paths:
+        raise UsageError("--scores: give one or more scores.npz files, comma-separated")
     fuse_files(paths, parse_weights(FLAGS.weights, len(paths)), FLAGS.output_dir)
 
 
 def run():
-    app.run(main)
+    """Console-script entry point (tfvid-fuse)."""
+    run_job(main)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
-from pipelines.common import check_args, define_flag
+from pipelines.common import UsageError, check_args, define_flag, run_job, usage_errors
 
 FLAGS = flags.FLAGS
 define_flag("string", "workdir", "quickstart_out", "Where the videos, records and runs go.")
@@ -47,17 +48,34 @@ def _step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
+def _python_name() -> str:
+    """The interpreter as a user would type it: sys.executable's name (python, python3.11...)
+    when it is a plain word, else 'python'."""
+    name = os.path.basename(sys.executable or "")
+    return name if re.fullmatch(r"python[\w.]*", name) else "python"
+
+
+def job_command(job: str, **flag_values) -> str:
+    """The shell command of a job, ready to paste: `python -m pipelines.<job> --k=v ...`."""
+    args = ["-m", f"pipelines.{job}"] + [f"--{k}={v}" for k, v in flag_values.items()]
+    return " ".join([_python_name()] + [shlex.quote(a) for a in args])
+
+
 def _job(job: str, **flag_values) -> None:
-    """Runs `python -m pipelines.<name> --k=v ...` in a subprocess, printing the command first."""
+    """Runs `python -m pipelines.<job> --k=v ...` in a subprocess, printing the command first."""
+    print("$ " + job_command(job, **flag_values), flush=True)
     cmd = [sys.executable, "-m", f"pipelines.{job}"]
     cmd += [f"--{k}={v}" for k, v in flag_values.items()]
-    print("$ " + " ".join(shlex.quote(c) for c in cmd[1:]).replace(sys.executable, "python"),
-          flush=True)
-    subprocess.run(cmd, check=True)
+    r = subprocess.run(cmd)
+    if r.returncode:
+        raise SystemExit(f"quickstart: step {job} failed (exit status {r.returncode}); its "
+                         f"output is above")
 
 
-def preview_batches(records: str, out_png: str, input_size: int) -> None:
-    """Prints the shapes and ranges of one training and one evaluation batch; saves a PNG grid."""
+def preview_batches(records: str, out_png: str, input_size: int,
+                    class_names: list[str] | None = None) -> None:
+    """Prints the shapes and ranges of one training and one evaluation batch; saves a PNG grid
+    whose snippets are titled with their class names (class_names[label])."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -72,10 +90,17 @@ def preview_batches(records: str, out_png: str, input_size: int) -> None:
                                     **common)))
     val = next(iter(build_dataset(f"{records}/test1-*.tfrecord", mode="val", batch_size=4,
                                   num_crops=3, **common)))
+
+    def name_of(label: int) -> str:
+        if class_names and 0 <= label < len(class_names):
+            return class_names[label]
+        return f"class {label}"
+
     for name, batch in (("training", train), ("evaluation", val)):
         clip = batch["clip"].numpy()
+        labels = [int(v) for v in batch["label"].numpy()]
         print(f"{name} batch: clip {clip.shape} float32 in [{clip.min():.2f}, {clip.max():.2f}], "
-              f"labels {batch['label'].numpy().tolist()}, ids "
+              f"labels {labels} ({', '.join(name_of(v) for v in labels)}), ids "
               f"{[i.decode() for i in batch['id'].numpy()[:2]]}...")
     # Undo the 'tiny' (torch-style) normalisation for display.
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
@@ -86,7 +111,8 @@ def preview_batches(records: str, out_png: str, input_size: int) -> None:
         for k in range(clips.shape[1]):
             axes[b, k].imshow(np.clip(clips[b, k] * std + mean, 0, 1))
             axes[b, k].set_axis_off()
-            axes[b, k].set_title(f"label {int(train['label'][b])}, snippet {k + 1}", fontsize=7)
+            axes[b, k].set_title(f"{name_of(int(train['label'][b]))}, snippet {k + 1}",
+                                 fontsize=7)
     fig.tight_layout()
     fig.savefig(out_png, dpi=80)
     plt.close(fig)
@@ -120,12 +146,17 @@ def report(metrics_path: str, class_names: list[str], prediction: dict | None) -
 
 def main(argv):
     check_args(argv)
+    from tfvid.data.synthetic import check_num_classes
+    with usage_errors():
+        check_num_classes(FLAGS.num_classes, name="--num_classes")
+    if FLAGS.videos_per_class < 4:
+        raise UsageError(f"--videos_per_class={FLAGS.videos_per_class}: at least 4 (one clip per "
+                         f"group; group 1 is the test set)")
     t0 = time.time()
     work = os.path.abspath(FLAGS.workdir)
     videos, records = os.path.join(work, "synthetic"), os.path.join(work, "records")
     run_dir = os.path.join(work, "runs", "tsn_rgb")
     os.makedirs(work, exist_ok=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     _step("1. synthetic dataset (real mp4 files, UCF101 layout)")
     from tfvid.data.synthetic import make_synthetic_dataset
@@ -144,7 +175,7 @@ def main(argv):
          frame_size=f"{width}x{side}", workers=FLAGS.workers)
 
     _step("3. preview of a training batch and an evaluation batch")
-    preview_batches(records, os.path.join(work, "preview.png"), FLAGS.input_size)
+    preview_batches(records, os.path.join(work, "preview.png"), FLAGS.input_size, class_names)
 
     _step("4. train TSN (RGB, tiny backbone, K=3) with the custom training loop")
     _job("train", model="tsn", modality="rgb", backbone="tiny", input_size=FLAGS.input_size,
@@ -183,7 +214,8 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    """Console-script entry point (tfvid-quickstart)."""
+    run_job(main)
 
 
 if __name__ == "__main__":

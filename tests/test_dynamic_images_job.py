@@ -58,18 +58,27 @@ def test_job_writes_pngs(video, tmp_path, capsys):
     assert summary["accuracy"]["video"]["arp"] > 90.0
     assert summary["accuracy"]["video"]["rp"] > 90.0
     assert os.path.join(out, "move_contact.png") in printed
+    # a summary, not one line per PNG (the JSON lists every file)
+    assert "move_arp_w000.png" not in printed and len(printed.strip().splitlines()) <= 8
+    assert "8 window PNG(s)" in printed and summary["contact_sheet"].endswith("move_contact.png")
+    assert all(os.path.exists(f) for f in summary["files"])
 
 
-def test_job_requires_flags():
+def test_job_requires_flags(video):
     from absl import app, flags
 
     from pipelines import dynamic_images as job
-    flags.FLAGS(["dynamic_images", "--video=x.mp4"])
-    try:
-        with pytest.raises(app.UsageError, match="--output_dir is required"):
-            job.main(["dynamic_images"])
-    finally:
-        flags.FLAGS.unparse_flags()
+    for argv, match in [(["--video=x.mp4"], "--output_dir is required"),
+                        (["--video=x.mp4", "--output_dir=o"], "--video: no such file: x.mp4"),
+                        ([f"--video={video}", "--output_dir=o", "--methods=arp,mean"],
+                         "--methods=arp,mean: choose from arp, rp"),
+                        ([f"--video={video}", "--output_dir=o", "--stride=0"], "--stride")]:
+        flags.FLAGS(["dynamic_images", *argv])
+        try:
+            with pytest.raises(app.UsageError, match=match):
+                job.main(["dynamic_images"])
+        finally:
+            flags.FLAGS.unparse_flags()
 
 
 def test_dynamic_images_function_arp_only(video, tmp_path):

@@ -117,3 +117,29 @@ def test_fuse_job(tmp_path):
         job.parse_weights("1,2", 3)
     with pytest.raises(app.UsageError, match="comma-separated numbers"):
         job.parse_weights("1,x", 2)
+
+
+def test_fuse_job_errors_are_usage_errors(tmp_path):
+    """Mismatching ids, an unreadable file, a missing file: UsageError (one line from run_job),
+    before anything is written."""
+    from absl import flags
+
+    from pipelines import fuse as job
+    from pipelines.common import UsageError
+    rgb, flow, _ = streams()
+    p1 = metrics.save_scores(str(tmp_path / "rgb.npz"), rgb)
+    short = Scores(flow.ids[:4], flow.labels[:4], flow.logits[:4], NAMES)
+    p2 = metrics.save_scores(str(tmp_path / "short.npz"), short)
+    (tmp_path / "junk.npz").write_text("junk")
+    out = tmp_path / "fused"
+    for scores, match in [(f"{p1},{p2}", "--scores: stream 1 .*lacks 2 video ids"),
+                          (f"{p1},{tmp_path / 'junk.npz'}", "is not a scores .npz"),
+                          (f"{p1},{tmp_path / 'none.npz'}", "no such file"),
+                          (",", "give one or more")]:
+        flags.FLAGS(["fuse", f"--scores={scores}", f"--output_dir={out}"])
+        try:
+            with pytest.raises(UsageError, match=match):
+                job.main(["fuse"])
+        finally:
+            flags.FLAGS.unparse_flags()
+    assert not out.exists()

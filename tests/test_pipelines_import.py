@@ -14,7 +14,8 @@ JOBS = {"prepare_data": "--num_shards", "train": "--lr_schedule", "evaluate": "-
         "fuse": "--scores", "export": "--export_base", "predict": "--export_dir",
         "convert_tflite": "--parity_samples", "dynamic_images": "--methods",
         "quickstart": "--workdir", "export_four_stream": "--dof_dir",
-        "benchmark": "--timed_batches", "extract_flow": "--overwrite"}
+        "benchmark": "--timed_batches", "extract_flow": "--overwrite",
+        "extract_features": "--feature_name"}
 
 
 def _run(args, timeout=120):
@@ -49,7 +50,9 @@ def test_all_jobs_import_in_one_process(order):
         FLAGS.unparse_flags()
         FLAGS(["x"])
         first = "train" if {order!r}.index("train") < {order!r}.index("evaluate") else "other"
-        assert FLAGS["num_segments"].default == (3 if first == "train" else None), first
+        from pipelines.common import _JOB_DEFAULTS
+        train_default = _JOB_DEFAULTS["pipelines.train"]["num_segments"]
+        assert FLAGS["num_segments"].default == (train_default if first == "train" else None), first
         assert flag_value("num_segments", None) is None      # each job's own default
         assert flag_value("num_segments", 3) == 3
         FLAGS.unparse_flags()
@@ -76,7 +79,7 @@ def test_job_help_lists_its_flags(job):
 
 def test_each_job_runs_with_its_own_defaults_after_other_jobs_were_imported():
     """evaluate and export define --batch_size/--num_segments/--input_size first (defaults 1,
-    None, None); train's main must still see its own defaults (256, 3, 224)."""
+    None, None); train's main must still see its own defaults (256, its num_segments, 224)."""
     code = ("import pipelines.evaluate, pipelines.export, pipelines.train as t\n"
             "from absl import app, flags\n"
             "F = flags.FLAGS\n"
@@ -85,11 +88,15 @@ def test_each_job_runs_with_its_own_defaults_after_other_jobs_were_imported():
             "    t.main(['train'])\n"
             "except app.UsageError as e:\n"
             "    print('usage:', e)\n"
-            "print(F.batch_size, F.num_segments, F.input_size)\n")
+            "from pipelines.common import _JOB_DEFAULTS\n"
+            "d = _JOB_DEFAULTS['pipelines.train']\n"
+            "print(F.batch_size, F.num_segments, F.input_size)\n"
+            "print(d['batch_size'], d['num_segments'], d['input_size'])\n")
     r = _run(["-c", code])
     assert r.returncode == 0, r.stderr[-2000:]
     assert "usage: --model_dir" in r.stdout
-    assert r.stdout.strip().splitlines()[-1] == "256 3 224"
+    seen, train_defaults = r.stdout.strip().splitlines()[-2:]
+    assert seen == train_defaults and seen.startswith("256 ") and seen.endswith(" 224")
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -136,6 +136,20 @@ def test_argument_checks(tmp_path):
         sy.render_clip("Jump")
 
 
+@pytest.mark.parametrize("k,words", [
+    (4, "num_classes=4 would split the time-reversal pair Grow/Shrink"),
+    (1, "pair MoveLeft/MoveRight"), (11, "pair FadeIn/FadeOut"),
+    (13, "the synthetic set has 12 classes"), (0, "the synthetic set has 12 classes")])
+def test_bad_class_counts_are_explained(k, words):
+    with pytest.raises(ValueError, match=words) as e:
+        sy.check_num_classes(k)
+    assert str(e.value).endswith("choose one of 2, 3, 5, 6, 8, 9, 10, 12")
+    with pytest.raises(ValueError, match=f"^--synthetic_classes={k}[: ]"):
+        sy.check_num_classes(k, name="--synthetic_classes")
+    for ok in sy.valid_num_classes():
+        sy.check_num_classes(ok)
+
+
 def test_long_video(tmp_path):
     path = sy.make_long_video(tmp_path / "long.mp4", num_frames=30, frame_size=(128, 96), seed=1)
     v = read_video(path, frame_size=None)

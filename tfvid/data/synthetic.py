@@ -65,6 +65,25 @@ def valid_num_classes() -> list[int]:
     return out
 
 
+def check_num_classes(num_classes: int, name: str = "num_classes") -> None:
+    """ValueError, in words a user can act on, unless `num_classes` is in valid_num_classes().
+    name: how the message calls the value (e.g. a flag: '--synthetic_classes')."""
+    valid = valid_num_classes()
+    if num_classes in valid:
+        return
+    choices = ", ".join(str(k) for k in valid)
+    if not 1 <= num_classes <= len(CLASS_NAMES):
+        raise ValueError(f"{name}={num_classes}: the synthetic set has {len(CLASS_NAMES)} "
+                         f"classes; choose one of {choices}")
+    partner = {a: b for a, b in TIME_REVERSAL_PAIRS} | {b: a for a, b in TIME_REVERSAL_PAIRS}
+    chosen = CLASS_NAMES[:num_classes]
+    split = next(c for c in chosen if c in partner and partner[c] not in chosen)
+    pair = "/".join(sorted((split, partner[split]), key=CLASS_NAMES.index))
+    raise ValueError(f"{name}={num_classes} would split the time-reversal pair {pair} "
+                     f"(classes are taken in a fixed order, pairs side by side); choose one "
+                     f"of {choices}")
+
+
 @functools.lru_cache(maxsize=1)
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
@@ -205,12 +224,10 @@ def make_synthetic_dataset(root, *, num_classes: int = 10, videos_per_class: int
     videos (list of {path relative to videos_dir, label (0-based), class_name, group, clip,
     num_frames}), frame_size, fps, ext.
     """
-    if num_classes not in valid_num_classes():
-        raise ValueError(f"num_classes={num_classes} would split a time-reversal pair or is out of "
-                         f"range; valid: {valid_num_classes()}")
+    check_num_classes(num_classes)
     if groups < 2 or videos_per_class < groups:
-        raise ValueError(f"need groups >= 2 and videos_per_class >= groups, got groups={groups}, "
-                         f"videos_per_class={videos_per_class}")
+        raise ValueError(f"need groups >= 2 and videos_per_class >= groups (one clip per group at "
+                         f"least), got groups={groups}, videos_per_class={videos_per_class}")
     lo, hi = num_frames
     if not 1 <= lo <= hi:
         raise ValueError(f"num_frames must be (min, max) with 1 <= min <= max, got {num_frames}")
