@@ -28,9 +28,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from pipelines.common import check_args, define_flag, flag_value, resolve_files
+from pipelines.common import check_args, define_flag, flag_value, resolve_files, run_job
 
 FLAGS = flags.FLAGS
 
@@ -201,7 +201,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_job(main)
 
 
 if __name__ == "__main__":

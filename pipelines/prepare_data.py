@@ -31,7 +31,7 @@ import re
 
 from absl import app, flags
 
-from pipelines.common import check_args, define_flag, parse_frame_size
+from pipelines.common import check_args, define_flag, parse_frame_size, run_job, usage_errors
 
 from tfvid.data.indexes import FORMATS, check_splits, load_index
 from tfvid.data.prepare import FLOW_METHODS, LAYOUTS, prepare
@@ -145,6 +145,10 @@ def _holdout(splits: list[str]) -> dict[str, float] | None:
 
 def main(argv):
     check_args(argv, "output_dir")
+    if FLAGS.synthetic and FLAGS.synthetic_classes:
+        from tfvid.data.synthetic import check_num_classes
+        with usage_errors():
+            check_num_classes(FLAGS.synthetic_classes, name="--synthetic_classes")
     frame_size, short_side = parse_frame_size(FLAGS.frame_size)
     fmt, videos_dir, index = FLAGS.format, FLAGS.videos_dir, FLAGS.index
     if FLAGS.synthetic:
@@ -182,7 +186,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfvid-prepare-data)."""
-    app.run(main)
+    run_job(main)
 
 
 if __name__ == "__main__":

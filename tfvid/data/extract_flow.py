@@ -93,8 +93,8 @@ def _check(method: str, bound: float, workers: int) -> None:
 
 
 def _progress(total, progress, desc):
-    from tqdm import tqdm
-    return tqdm(total=total, unit="video", desc=desc, disable=not progress, dynamic_ncols=True)
+    from tfvid.progress import progress_bar
+    return progress_bar(total=total, unit="video", desc=desc, disable=not progress, dynamic_ncols=True)
 
 
 def _write_report(output_dir: str, name: str, rejects: list, summary: dict) -> dict:

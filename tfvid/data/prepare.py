@@ -59,7 +59,7 @@ import shutil
 import time
 from typing import Sequence
 
-from tqdm import tqdm
+from tfvid.progress import progress_bar
 
 from tfvid.atomic import atomic_path
 from tfvid.data.indexes import VideoEntry
@@ -307,7 +307,7 @@ def _prepare_locked(entries, class_names, options, *, output_dir, split, num_sha
     try:
         if todo_shards:
             import tensorflow  # noqa: F401 (used by _write_shard; imported before the timer starts)
-        bar = tqdm(total=len(tasks), unit="video", desc=f"prepare {split}",
+        bar = progress_bar(total=len(tasks), unit="video", desc=f"prepare {split}",
                    disable=not progress, dynamic_ncols=True)
         if write_records:
             for shard in todo_shards:

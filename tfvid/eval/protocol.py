@@ -193,8 +193,8 @@ def evaluate_videos(model, dataset: Iterable, *, view_batch: int = DEFAULT_VIEW_
     seen_batch = False
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc="evaluate", unit="batch")
+        from tfvid.progress import progress_bar
+        bar = progress_bar(total=total, desc="evaluate", unit="batch")
     try:
         for batch in dataset:
             seen_batch = True
