@@ -42,6 +42,8 @@ def _merge_last_two(x):
 
 def rgb_stack(frames) -> tf.Tensor:
     """(T, L, H, W, 3) -> (T, H, W, 3L), frame-major (channel c: frame c // 3, colour c % 3)."""
+    if frames.shape.rank == 5 and frames.shape[1] == 1:   # L = 1: a reshape, no uint8 transpose
+        return tf.squeeze(frames, axis=1)
     return _merge_last_two(tf.transpose(frames, [0, 2, 3, 1, 4]))
 
 
