@@ -7,7 +7,11 @@
 
 Writes model_dir/run_config.json (every flag, the sampler and the class names: evaluate and
 export rebuild the model from it), checkpoints, TensorBoard logs and metrics.json (see
-tfvid.train.loop). Rerunning with the same --model_dir resumes at the last checkpoint (--resume).
+tfvid.train.loop). Rerunning with the same --model_dir resumes at the last checkpoint (--resume),
+exactly where a killed run stopped; a second run while one is using --model_dir stops with a
+UsageError naming it. Bad videos are skipped, logged once and listed in metrics.json
+(--bad_data=skip) or stop the run (--bad_data=fail); incomplete prepare_data splits are
+refused unless --allow_incomplete. --num_segments defaults to the model's paper value.
 Multi-worker: start one process per worker with the same flags and TF_CONFIG set, e.g.
 TF_CONFIG='{"cluster":{"worker":["h1:2222","h2:2222"]},"task":{"type":"worker","index":0}}'.
 """
@@ -36,7 +40,8 @@ define_flag("string", "backbone", "bninception", "Backbone name "
             "(tfvid.models.backbones.BACKBONES).")
 define_flag("float", "width", 1.0, "Backbone width multiplier.")
 define_flag("integer", "input_size", 224, "Spatial side of the network input.")
-define_flag("integer", "num_segments", 3, "TSN segments K (time steps T of other models).")
+define_flag("integer", "num_segments", None, "TSN segments K (time steps T of other models); "
+            "default: the model's paper value (TSN 3, StNet 7; dynamic_image: its sampler's).")
 define_flag("integer", "new_length", None, "Frames per snippet L (default 1 rgb, 5 flow, "
             "6 rgbdiff).")
 define_flag("string", "consensus", "avg", "Segmental consensus: avg, max, topk, weighted, "
@@ -82,6 +87,13 @@ define_flag("integer", "eval_every", 0, "Evaluate --val_data every N steps (0: o
 define_flag("integer", "log_every", 20, "Log and write summaries every N steps.")
 define_flag("integer", "checkpoint_every", 500, "Save a checkpoint every N steps.")
 define_flag("bool", "progress", True, "Show a progress bar.")
+define_flag("enum", "bad_data", "skip", "Invalid training/validation videos (incomplete JPEG "
+            "frame, label outside [0, num_classes), flow/RGB count mismatch): skip (zero weight, "
+            "each logged once and listed in metrics.json 'bad_videos'; a truncated shard is "
+            "read up to its last complete record) or fail (stop naming the video and file).",
+            enum_values=["skip", "fail"])
+define_flag("bool", "allow_incomplete", False, "Train on a prepare_data split with missing or "
+            "truncated shards (tfvid.data.completeness.check_shards) instead of refusing it.")
 
 # run_config keys that define the network: a resumed run must agree on them.
 RESUME_KEYS = ("model", "num_classes", "backbone", "modality", "width", "input_size",
@@ -164,7 +176,7 @@ def check_flags() -> None:
     if (FLAGS.steps > 0) == (FLAGS.epochs > 0):
         raise app.UsageError("give exactly one of --steps and --epochs (positive)")
     for name in ("batch_size", "input_size", "num_segments", "log_every", "checkpoint_every"):
-        if getattr(FLAGS, name) <= 0:
+        if getattr(FLAGS, name) is not None and getattr(FLAGS, name) <= 0:
             raise app.UsageError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
     if FLAGS.width <= 0 or FLAGS.lr <= 0:
         raise app.UsageError("--width and --lr must be positive")
@@ -221,6 +233,63 @@ def resolve_num_classes(train_files, val_files) -> tuple[int, list[str] | None]:
     return num_classes, names
 
 
+def paper_num_segments(model: str) -> int | None:
+    """The model builder's default time length (num_segments): TSN 3, StNet 7; None when the
+    builder has none (dynamic_image: its sampler decides)."""
+    import inspect
+
+    from tfvid import models
+    param = inspect.signature(models.MODELS[model]).parameters.get("num_segments")
+    if param is None or param.default is inspect.Parameter.empty:
+        return None
+    return param.default
+
+
+def check_data(train_files, val_files) -> list[str]:
+    """tfvid.data.completeness.check_shards on the training and validation files (ValueError
+    -> UsageError naming missing or truncated shards unless --allow_incomplete); warnings."""
+    from tfvid.data.completeness import check_shards
+    warnings = []
+    for flag, files in (("train_data", train_files), ("val_data", val_files)):
+        if not files:
+            continue
+        try:
+            found = check_shards(files, allow_incomplete=FLAGS.allow_incomplete)
+        except ValueError as e:
+            raise app.UsageError(f"--{flag}: {e}") from None
+        for text in found or []:
+            logging.warning("--%s: %s", flag, text)
+            warnings.append(f"--{flag}: {text}")
+    return warnings
+
+
+def kernels_status() -> dict:
+    """tfvid.data.kernels.status() (falls back to available()): whether the fused input kernels
+    run."""
+    from tfvid.data import kernels
+    status = getattr(kernels, "status", None)
+    if status is not None:
+        info = status()
+        return info if isinstance(info, dict) else {"status": str(info)}
+    return {"available": bool(kernels.available())}
+
+
+def name_data_loss(err, files_by_flag) -> None:
+    """Re-raises a DataLossError met while training naming the truncated or corrupt shard
+    (found with verify_records)."""
+    import tensorflow as tf
+
+    from tfvid.data.pipeline import verify_records
+    for flag, files in files_by_flag:
+        if not files or files[0].endswith(".list"):
+            continue
+        try:
+            verify_records(files)
+        except tf.errors.DataLossError as named:
+            raise tf.errors.DataLossError(None, None, f"--{flag}: {named.message}") from err
+    raise err
+
+
 def check_previous_run(model_dir: str, config: dict) -> None:
     """A model_dir of another network (different run_config model keys) -> UsageError."""
     from tfvid.train.run_dir import RUN_CONFIG
@@ -243,14 +312,13 @@ def main(argv):
     val_files = data_files("val_data") if FLAGS.val_data else None
     from tfvid.train.strategy import make_strategy  # before any TF op (multi-worker needs it)
     strategy = make_strategy(FLAGS.strategy)
-    from tfvid import models
-    from tfvid.data import build_dataset
     from tfvid.train import run_dir
-    from tfvid.train.loop import train
-    from tfvid.train.schedules import make_schedule
     from tfvid.train.strategy import is_chief
 
+    data_warnings = check_data(train_files, val_files)
     num_classes, class_names = resolve_num_classes(train_files, val_files)
+    kernels = kernels_status()
+    logging.info("fused input kernels: %s", kernels)
     steps = FLAGS.steps
     if FLAGS.epochs > 0:
         videos = count_videos(train_files)
@@ -260,6 +328,8 @@ def main(argv):
     # run_config.json holds the flags; evaluate and export rebuild the network and the sampler
     # from it with the same run_dir functions.
     config = {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS}
+    if config.get("num_segments") is None:   # the model's paper default (TSN 3, StNet 7)
+        config["num_segments"] = paper_num_segments(FLAGS.model)
     if FLAGS.model in STREAM_MODELS:     # the stream reaches the builder via model_kwargs
         config.update(stream=FLAGS.stream, sampler="mdi",
                       model_kwargs={"stream": FLAGS.stream})
@@ -272,11 +342,31 @@ def main(argv):
     config.update(num_classes=num_classes, steps=steps, sampler=sampler.config(),
                   class_names=class_names, train_files=train_files, val_files=val_files,
                   num_replicas=strategy.num_replicas_in_sync)
-    check_previous_run(FLAGS.model_dir, config)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
-    if is_chief(strategy):
-        with open(os.path.join(FLAGS.model_dir, run_dir.RUN_CONFIG), "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=1)
+    import contextlib
+
+    from tfvid.lock import LockedError, folder_lock
+    chief = is_chief(strategy)
+    try:   # one training run per model_dir, held from before run_config.json is written
+        with (folder_lock(os.path.join(FLAGS.model_dir, ".lock"), "training run") if chief
+              else contextlib.nullcontext()):
+            check_previous_run(FLAGS.model_dir, config)
+            if chief:
+                with open(os.path.join(FLAGS.model_dir, run_dir.RUN_CONFIG), "w",
+                          encoding="utf-8") as f:
+                    json.dump(config, f, indent=1)
+            return _train(config, strategy, sampler, kwargs, num_classes, steps, train_files,
+                          val_files, kernels, data_warnings)
+    except LockedError as err:
+        raise app.UsageError(f"--model_dir: {err}") from None
+
+
+def _train(config, strategy, sampler, kwargs, num_classes, steps, train_files, val_files,
+           kernels, data_warnings):
+    from tfvid import models
+    from tfvid.data import build_dataset
+    from tfvid.train.loop import train
+    from tfvid.train.schedules import make_schedule
 
     def model_fn():
         return models.build(FLAGS.model, num_classes, weights=FLAGS.weights, **kwargs)
@@ -284,20 +374,30 @@ def main(argv):
     def dataset_fn(ctx, files=train_files, mode="train"):
         return build_dataset(files, sampler=sampler, mode=mode, modality=FLAGS.modality,
                              batch_size=FLAGS.batch_size, input_size=FLAGS.input_size,
-                             backbone=FLAGS.backbone, seed=FLAGS.seed, input_context=ctx)
+                             backbone=FLAGS.backbone, seed=FLAGS.seed, input_context=ctx,
+                             num_classes=num_classes,
+                             bad_data="skip" if FLAGS.bad_data == "skip" else "mark")
 
     def val_fn(ctx):
         return dataset_fn(ctx, val_files, "val")
 
     lr = make_schedule(FLAGS.lr_schedule, FLAGS.lr, [int(s) for s in FLAGS.lr_steps],
                        patience=FLAGS.lr_patience)
-    result = train(model_fn, dataset_fn, model_dir=FLAGS.model_dir, steps=steps,
-                   global_batch_size=FLAGS.batch_size, strategy=strategy, learning_rate=lr,
-                   momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay,
-                   clip_norm=FLAGS.clip_norm or None, val_dataset_fn=val_fn if val_files else None,
-                   eval_every=FLAGS.eval_every if val_files else 0, log_every=FLAGS.log_every,
-                   checkpoint_every=FLAGS.checkpoint_every, resume=FLAGS.resume, seed=FLAGS.seed,
-                   progress=FLAGS.progress)
+    import tensorflow as tf
+    try:
+        result = train(model_fn, dataset_fn, model_dir=FLAGS.model_dir, steps=steps,
+                       global_batch_size=FLAGS.batch_size, strategy=strategy, learning_rate=lr,
+                       momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay,
+                       clip_norm=FLAGS.clip_norm or None,
+                       val_dataset_fn=val_fn if val_files else None,
+                       eval_every=FLAGS.eval_every if val_files else 0,
+                       log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
+                       resume=FLAGS.resume, seed=FLAGS.seed, progress=FLAGS.progress,
+                       bad_data=FLAGS.bad_data,
+                       run_info={"input_kernels": kernels, "data_warnings": data_warnings},
+                       lock=False)
+    except tf.errors.DataLossError as err:
+        name_data_loss(err, (("train_data", train_files), ("val_data", val_files)))
     print(json.dumps(result.metrics, indent=1))
     return result.metrics
 
@@ -307,7 +407,8 @@ _OWN_FLAGS = ("strategy", "model", "modality", "backbone", "width", "input_size"
               "frames_per_segment", "temporal_block", "pooling", "pool_before", "sdi_frames",
               "val_data", "num_classes", "batch_size", "lr", "lr_schedule", "lr_steps",
               "lr_patience", "momentum", "weight_decay", "clip_norm", "steps", "epochs",
-              "model_dir", "resume", "seed", "eval_every", "log_every", "checkpoint_every")
+              "model_dir", "resume", "seed", "eval_every", "log_every", "checkpoint_every",
+              "bad_data", "allow_incomplete")
 
 
 def run():

@@ -167,7 +167,7 @@ def test_decodes_only_sampled_frames(tmp_path):
     assert next(iter(ds))["clip"].shape == (1, 1, 3, S, S, 3)
     bad = write_records(tmp_path / "bad.tfrecord", [0], corrupt=[12])
     ds = pipeline.build_dataset(bad, sampler=TSNSampler(3, 1), mode="val", batch_size=1,
-                                input_size=S)
+                                input_size=S, bad_data="fail")
     with pytest.raises(tf.errors.InvalidArgumentError):
         next(iter(ds))
 
@@ -263,7 +263,7 @@ def test_flow_count_mismatch_names_video(tmp_path):
     with tf.io.TFRecordWriter(str(path)) as w:
         w.write(ex.SerializeToString())
     ds = pipeline.build_dataset(str(path), sampler=TSNSampler(3, 5), mode="val",
-                                modality="flow", input_size=S)
+                                modality="flow", input_size=S, bad_data="fail")
     with pytest.raises(tf.errors.InvalidArgumentError, match="broken-video"):
         next(iter(ds))
 

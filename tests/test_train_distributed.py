@@ -157,3 +157,59 @@ def test_multi_worker_two_processes(tmp_path):
     assert (run / "metrics.json").exists() and (run / "final.weights.h5").exists()
     assert 'model_checkpoint_path: "ckpt-6"' in (run / "checkpoint").read_text()
     assert not [d for d in os.listdir(run) if d.startswith(".tmp_")]  # worker 1's temp removed
+
+
+BATCHNORM = COMMON + textwrap.dedent('''
+    split_cpu()
+    import keras
+    from tfvid.train import loop
+    from tfvid.train.loop import train
+    from tfvid.train.strategy import make_strategy
+    out, sync = sys.argv[1], sys.argv[2] == "sync"
+    if not sync:                                  # the behaviour before the fix, for the report
+        loop.synchronize_batchnorm = lambda model: 0
+
+    def bn_model():
+        inputs = keras.Input((6,))
+        h = keras.layers.Dense(8)(inputs)
+        h = keras.layers.BatchNormalization(momentum=0.5)(h)
+        return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Activation("tanh")(h)))
+
+    def bn_layer(m):
+        return next(l for l in m.layers if isinstance(l, keras.layers.BatchNormalization))
+
+    def replica_stats(strategy, m):
+        layer = bn_layer(m)
+        return [[np.asarray(t) for t in strategy.experimental_local_results(v.value)]
+                for v in (layer.moving_mean, layer.moving_variance)]
+
+    kw = dict(KW, clip_norm=None, weight_decay=0)
+    mirrored = make_strategy("mirrored")
+    multi, _ = train(bn_model, dataset_fn, model_dir=out + "/mirrored", steps=6,
+                     strategy=mirrored, **kw)
+    single, _ = train(bn_model, dataset_fn, model_dir=out + "/single", steps=6,
+                      strategy=make_strategy("default"), **kw)
+    (means, variances) = replica_stats(mirrored, multi)
+    layer = bn_layer(single)
+    np.savez(out + "/bn.npz", mean0=means[0], mean1=means[1], var0=variances[0],
+             var1=variances[1], single_mean=np.asarray(layer.moving_mean),
+             single_var=np.asarray(layer.moving_variance),
+             synced=np.array([bool(bn_layer(multi).synchronized)]))
+''')
+
+
+def test_mirrored_batchnorm_statistics_are_synchronized(tmp_path):
+    """Two replicas keep the same moving statistics, those of the global batch: equal to a
+    single-replica run on the same global batches."""
+    script = tmp_path / "bn.py"
+    script.write_text(BATCHNORM)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), "sync"], env=_env(),
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    bn = np.load(tmp_path / "bn.npz")
+    assert bn["synced"][0]
+    assert not np.allclose(bn["mean0"], 0)                    # the statistics moved
+    np.testing.assert_allclose(bn["mean0"], bn["mean1"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(bn["var0"], bn["var1"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(bn["mean0"], bn["single_mean"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn["var0"], bn["single_var"], rtol=1e-4, atol=1e-5)

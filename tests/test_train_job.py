@@ -122,3 +122,19 @@ def test_end_to_end_tiny_run_and_model_mismatch(frames):
         call(*[a.replace("--num_segments=2", "--num_segments=3") for a in common], "--steps=4")
     again = call(*common, "--steps=4")      # resumes at 3
     assert again["resumed_from_step"] == 3 and again["final_step"] == 4
+
+
+def test_num_segments_defaults_to_the_models_paper_value_and_kernels_are_recorded(frames):
+    assert (job.paper_num_segments("tsn"), job.paper_num_segments("stnet")) == (3, 7)
+    assert job.paper_num_segments("dynamic_image") is None
+    out = frames / "stnet"
+    metrics = call(f"--train_data={frames / 'train.list'}", f"--model_dir={out}",
+                   "--model=stnet", "--backbone=tiny", "--width=0.25", "--input_size=32",
+                   "--batch_size=2", "--steps=1", "--noprogress", "--nopartial_bn")
+    cfg = json.loads((out / "run_config.json").read_text())
+    assert cfg["num_segments"] == 7                              # not TSN's 3
+    assert (cfg["sampler"]["name"], cfg["sampler"]["num_segments"],
+            cfg["sampler"]["frames_per_segment"]) == ("stnet", 7, 5)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["input_kernels"] == metrics["input_kernels"] and saved["input_kernels"]
+    assert saved["bad_videos"] == [] and saved["num_bad_videos"] == 0

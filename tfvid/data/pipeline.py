@@ -19,19 +19,32 @@ Storage layouts (chosen from `files`):
                     holding img_00001.jpg ... (1-based) and n-1 grayscale flow_x_00001.jpg /
                     flow_y_00001.jpg. Only the sampled files are read (tf.io.read_file).
 
-Randomness: every training example gets the stateless seed fold_in([seed, 0], pipeline id,
-element index), split into sampling, crop and flip seeds; files and records are shuffled with
-`seed`, and all parallel steps keep their order, so one seed reproduces a run exactly.
+Order and randomness: training reads every epoch a fresh permutation of ALL videos of its
+pipeline (stateless_shuffle seeded by fold_in([seed, 1], pipeline id) and the epoch), so batches
+mix classes even when shards are class-sorted; TFRecords are read by record position (an index
+of the 12-byte record headers, built once per shard, `record_index`), holding one serialized
+record per parallel read, never a buffer of records (GZIP shards, which have no random access,
+fall back to interleaving all shards record by record plus `shuffle_buffer`). Every training
+example gets the stateless seed fold_in([seed, 0], pipeline id, element index), split into
+sampling, crop and flip seeds; all parallel steps keep their order. So one seed reproduces a
+run exactly, and the stream depends on the element position only: a checkpointed iterator
+resumes it exactly.
 
-Errors: no file matches a pattern, or an empty/malformed list file -> ValueError naming it; a
-truncated or corrupt TFRecord shard -> tf.errors.DataLossError when iteration reaches it (TF's
-message gives the byte offset, not the file: `verify_records(paths)` names it); a
-record whose flow count is not n-1 -> tf.errors.InvalidArgumentError naming the video id; a
-sampled frame that is not a valid JPEG -> tf.errors.InvalidArgumentError; a missing raw frame
-file -> tf.errors.NotFoundError naming the file.
+Errors: no file matches a pattern, or an empty/malformed list file -> ValueError naming it.
+Bad videos are marked, not raised (batch keys 'valid' bool (B,) and 'problem' string (B,):
+"video <id> (<shard> record <k> | <list> line <k>): <reason>"): a sampled JPEG that is not
+complete (no FFD8 start / FFD9 end; checked before decoding, the clip is zeros), a label outside
+[0, num_classes) (when num_classes is given), a record whose flow count is not n-1.
+bad_data='fail' raises tf.errors.InvalidArgumentError with that text instead. A truncated
+uncompressed TFRecord shard -> tf.errors.DataLossError naming the shard and record when the
+dataset is built (bad_data='skip': a warning, and the shard is read up to its last complete
+record); a corrupt record met while reading (or a truncated GZIP shard) ->
+tf.errors.DataLossError without the file (`verify_records(paths)` names it); a missing raw
+frame file -> tf.errors.NotFoundError naming the file.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import tensorflow as tf
@@ -41,6 +54,7 @@ from tfvid.data.sampling import as_seed
 
 RGB_TEMPLATE = "img_"          # raw layout: img_00001.jpg
 FLOW_TEMPLATES = ("flow_x_", "flow_y_")
+log = logging.getLogger("tfvid.data")
 
 
 # ----------------------------------------------------------------------------- shared core
@@ -73,7 +87,7 @@ def _check_args(sampler, modality, mode, num_crops, backbone):
 
 
 def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_size, num_crops,
-               seed, kernels=False):
+               seed, kernels=False, check=None):
     """The per-clip half of the recipe shared by build_dataset and preprocess_video.
 
     fetch(indices (T, L)) -> list of streams: [rgb] or [flow_x, flow_y]; each (T, L) JPEG
@@ -84,9 +98,13 @@ def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_siz
         with `kernels` one fused uint8 op (tfvid.data.kernels), uint8 out; otherwise the uint8
         flip (before resizing: flip and bilinear resize commute) and TF's resize, float32 out;
       val/test: float32 (V, T, S, S, C0) evaluation views.
+    check: None, or a bool scalar (the element's metadata is valid): then the sampled frames
+    are checked before decoding and (clip, ok, bad_jpeg, bad_stream, bad_frame) is returned;
+    an element that is not ok is not decoded (zeros clip); bad_stream/bad_frame name the first
+    sampled JPEG that is not complete (stream index in `fetch`'s list, 0-based frame index).
     """
     is_flow = modality == "flow"
-    decode_channels = 1 if is_flow else 3
+    s_crop = s_flip = None
     if mode == "train":
         if seed is None:
             raise ValueError("mode 'train' needs a seed")
@@ -96,6 +114,42 @@ def _transform(fetch, num_frames, *, encoded, sampler, modality, mode, input_siz
         s_sample = None
     indices = sampler(num_frames, mode, s_sample)
     streams = fetch(indices)
+    if check is None:
+        return _clip_of(streams, encoded=encoded, modality=modality, mode=mode,
+                        input_size=input_size, num_crops=num_crops, s_crop=s_crop,
+                        s_flip=s_flip, kernels=kernels)
+    # Bad data is named, not decoded: every sampled JPEG must start with SOI and end with EOI.
+    bad = tf.stack([tf.logical_not(_jpeg_complete(s)) for s in streams])    # (P, T, L)
+    ok = tf.logical_and(check, tf.logical_not(tf.reduce_any(bad)))
+    first = tf.argmax(tf.cast(tf.reshape(bad, [-1]), tf.int32), output_type=tf.int32)
+    per_stream = tf.size(indices)
+    bad_stream, bad_frame = first // per_stream, tf.gather(tf.reshape(indices, [-1]),
+                                                           first % per_stream)
+    channels = (2 if is_flow else 3) * sampler.frames_per_step()
+    dtype = tf.uint8 if (mode == "train" and kernels) else tf.float32
+    shape = [tf.shape(indices)[0], input_size, input_size, channels]
+    if mode != "train":
+        shape = [num_crops] + shape
+    clip = tf.cond(ok, lambda: _clip_of(streams, encoded=encoded, modality=modality, mode=mode,
+                                        input_size=input_size, num_crops=num_crops,
+                                        s_crop=s_crop, s_flip=s_flip, kernels=kernels),
+                   lambda: tf.zeros(tf.stack(shape), dtype))
+    return clip, ok, tf.reduce_any(bad), bad_stream, bad_frame
+
+
+def _jpeg_complete(encoded):
+    """Elementwise: the string starts with the JPEG SOI marker FFD8 and ends with EOI FFD9."""
+    n = tf.strings.length(encoded)
+    head = tf.strings.substr(encoded, tf.zeros_like(n), tf.fill(tf.shape(n), 2))
+    tail = tf.strings.substr(encoded, tf.maximum(n - 2, 0), tf.fill(tf.shape(n), 2))
+    return (n >= 4) & tf.equal(head, b"\xff\xd8") & tf.equal(tail, b"\xff\xd9")
+
+
+def _clip_of(streams, *, encoded, modality, mode, input_size, num_crops, s_crop, s_flip,
+             kernels):
+    """Sampled streams -> the clip of `_transform` (decode, crop, stack, flip, resize)."""
+    is_flow = modality == "flow"
+    decode_channels = 1 if is_flow else 3
     window = None
     if mode == "train":
         if encoded:
@@ -195,14 +249,12 @@ def _resolve_files(files):
     return ("list" if all(is_list) else "tfrecord"), paths
 
 
-def read_list_file(path):
-    """Parses a raw-frames list file -> (dirs, ids, num_frames, labels) Python lists.
-
-    Lines: `<video_dir> <num_frames> <label>` (the directory may contain spaces); dirs are
-    joined to the list file's folder.
-    """
+def _read_list(path):
+    """-> (dirs, ids, num_frames, labels, line numbers) of a raw-frames list file."""
     root = os.path.dirname(os.path.abspath(path))
-    dirs, ids, counts, labels = [], [], [], []
+    stem = os.path.splitext(os.path.basename(path))[0]
+    prefix = f"frames/{stem}/"          # prepare_data: <out>/<split>.list, frames/<split>/<id>
+    dirs, ids, counts, labels, lines = [], [], [], [], []
     with tf.io.gfile.GFile(path) as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -214,12 +266,75 @@ def read_list_file(path):
                 raise ValueError(f"{path}:{line_no}: expected '<video_dir> <num_frames> "
                                  f"<label>', got {line.strip()!r}") from None
             dirs.append(os.path.join(root, video))
-            ids.append(video)
+            norm = video.replace(os.sep, "/")
+            ids.append(norm[len(prefix):] if norm.startswith(prefix) and len(norm) > len(prefix)
+                       else video)
             counts.append(count)
             labels.append(label)
+            lines.append(line_no)
     if not ids:
         raise ValueError(f"list file {path!r} is empty")
-    return dirs, ids, counts, labels
+    return dirs, ids, counts, labels, lines
+
+
+def read_list_file(path):
+    """Parses a raw-frames list file -> (dirs, ids, num_frames, labels) Python lists.
+
+    Lines: `<video_dir> <num_frames> <label>` (the directory may contain spaces); dirs are
+    joined to the list file's folder. The id is video_dir without a leading `frames/<split>/`
+    when <split> is the list file's stem (prepare_data writes `<out>/<split>.list` with lines
+    `frames/<split>/<id> n label`), so that a video has the same id in both layouts.
+    """
+    return _read_list(path)[:4]
+
+
+# TFRecord framing: uint64 length, uint32 masked crc of the length, data, uint32 crc of data.
+_HEADER, _FOOTER = 12, 4
+_INDEX_CACHE: dict = {}
+
+
+def record_index(path):
+    """Byte offsets of the records of an uncompressed TFRecord shard, found by reading the
+    12-byte record headers only -> (offsets list, None) or (offsets of the complete records,
+    problem text) when the shard is truncated (the last record runs past the end of the file).
+    Cached per (path, size, mtime)."""
+    import struct
+    stat = tf.io.gfile.stat(path)
+    key = (path, stat.length, stat.mtime_nsec)
+    if key in _INDEX_CACHE:
+        return _INDEX_CACHE[key]
+    size, offsets, problem, pos = stat.length, [], None, 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while pos < size:
+            if pos + _HEADER > size:
+                problem = "truncated"
+                break
+            f.seek(pos)
+            header = f.read(8)
+            if len(header) < 8:
+                problem = "truncated"
+                break
+            length = struct.unpack("<Q", header)[0]
+            if pos + _HEADER + length + _FOOTER > size:
+                problem = "truncated"
+                break
+            offsets.append(pos)
+            pos += _HEADER + length + _FOOTER
+    if problem:
+        problem = (f"{path}: truncated TFRecord shard: record {len(offsets)} (at byte {pos}) "
+                   f"runs past the end of the file ({size} bytes); {len(offsets)} complete "
+                   f"records before it")
+    _INDEX_CACHE[key] = (offsets, problem)
+    return offsets, problem
+
+
+def _read_record(path, offset):
+    """The serialized record of an uncompressed TFRecord shard starting at byte `offset`."""
+    variant = tf.raw_ops.TFRecordDatasetV2(
+        filenames=tf.reshape(path, [1]), compression_type="",
+        buffer_size=tf.constant(256 * 1024, tf.int64), byte_offsets=tf.reshape(offset, [1]))
+    one = tf.data.experimental.from_variant(variant, tf.TensorSpec([], tf.string))
+    return one.take(1).get_single_element()
 
 
 def _frame_names(video_dir, prefix, indices):
@@ -299,33 +414,78 @@ def _batch_variable_length(ds, batch_size, drop_remainder, fixed_steps, num_para
 
 
 # --------------------------------------------------------------------------- build_dataset
+BAD_DATA = ("mark", "skip", "fail")
+
+
+def _epochs(table, num, *, training, repeat, seed):
+    """Dataset of the rows of `table` (dict of equal-length lists) in the read order: training
+    -> every epoch a new stateless permutation of all rows (seeded by (seed, epoch)), so the
+    order mixes the whole dataset and depends on the position only (exact resume); else in
+    order. repeat -> forever."""
+    consts = {k: tf.constant(v, tf.int64 if k == "offset" else None)
+              for k, v in table.items()}
+
+    def rows(order):
+        return tf.data.Dataset.from_tensor_slices(order).map(
+            lambda i: {k: tf.gather(c, i) for k, c in consts.items()})
+
+    if not training:
+        ds = rows(tf.range(num))
+        return ds.repeat() if repeat else ds
+
+    def epoch(e):
+        s = tf.random.experimental.stateless_fold_in(seed, e)
+        return rows(tf.random.experimental.stateless_shuffle(tf.range(num), seed=s))
+    epochs = tf.data.Dataset.range(2 ** 62 if repeat else 1)
+    return epochs.flat_map(epoch)
+
+
 def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_size=224,
                   backbone="resnet50", num_crops=1, seed=0, input_context=None, repeat=None,
                   shuffle_buffer=64, drop_remainder=None, num_parallel_calls=tf.data.AUTOTUNE,
-                  cache=False, kernels=None):
-    """Batches of {'clip', 'label', 'id'} from TFRecord shards or raw-frame list files.
+                  cache=False, kernels=None, num_classes=None, bad_data="mark"):
+    """Batches of {'clip', 'label', 'id', 'valid', 'problem'} from TFRecord shards or raw-frame
+    list files.
 
     files: path, glob pattern or a list of them (TFRecord shards, or `*.list` files).
     sampler: a tfvid.data.sampling sampler (indices (T, L) per video).
     mode: 'train' -> clip float32 (B, T, S, S, C) (multi-scale crop + flip);
           'val'/'test' -> (B, V, T, S, S, C), V = num_crops in {1 (centre), 3, 10}.
-    label int32 (B,) (-1 when a record has none); id string (B,). Samplers whose T depends on
-    the video (MDI) add 'num_steps' int32 (B,) (each video's true T) and pad every video by
-    repeating its own steps cyclically (see `cyclic_pad`): in train to the sampler's
-    max_windows (static T), otherwise to the longest video of the batch.
-    input_context: a tf.distribute.InputContext: files (or records, when there are fewer files
-    than pipelines) are sharded by pipeline and batch_size is the global batch size.
+    label int32 (B,) (-1 when a record has none); id string (B,); valid bool (B,); problem
+    string (B,): "" for a valid element, else "video <id> (<where>): <reason>" with <where> the
+    shard and record number within it (TFRecords) or the list file line / frame file (raw
+    frames). An element is invalid when a sampled JPEG is not complete (no FFD8 start or FFD9
+    end; checked before decoding, the clip is then zeros), when `num_classes` is given and its
+    label is outside [0, num_classes), or when its flow and RGB frame counts disagree.
+    Samplers whose T depends on the video (MDI) add 'num_steps' int32 (B,) (each video's true
+    T) and pad every video by repeating its own steps cyclically (see `cyclic_pad`): in train
+    to the sampler's max_windows (static T), otherwise to the longest video of the batch.
+    input_context: a tf.distribute.InputContext: videos are sharded by pipeline and batch_size
+    is the global batch size.
     repeat: None -> forever in train, once otherwise. drop_remainder: None -> train only.
-    cache: False, True (memory) or a file prefix; caches the serialized records / file list.
+    Order: training reads every epoch a fresh permutation of all videos of its pipeline
+    (seeded by `seed` and the epoch; TFRecords are read by record position from an index of
+    the record headers, so only one serialized record per parallel read is held); val/test
+    read files and records in order. Shuffle_buffer only applies to GZIP shards (no random
+    access: all shards are interleaved record by record, then shuffled in this buffer).
+    cache: False, True (memory) or a file prefix; val/test: caches the serialized records /
+    file list (training reads records by position and does not cache).
     kernels: use the fused uint8 flip+resize and normalisation kernels in training
     (tfvid.data.kernels; same result within 1 in 255 of the 8-bit scale). None: when they
     build on this machine; False: stock TensorFlow ops only.
+    bad_data: 'mark' (default) invalid elements are marked (valid False, problem) and a
+    truncated shard raises tf.errors.DataLossError naming it when the dataset is built;
+    'skip' marks them too, and a truncated shard is logged and read up to its last complete
+    record; 'fail' raises tf.errors.InvalidArgumentError with the problem text at the first
+    invalid element (and DataLossError for a truncated shard).
 
     Per clip only reading, decoding of the crop window (uint8), channel stacking, the flip
     and the resize run (uint8 with the kernels); RGB differences and normalisation run once
     per batch.
     """
     channels = _check_args(sampler, modality, mode, num_crops, backbone)
+    if bad_data not in BAD_DATA:
+        raise ValueError(f"bad_data must be one of {BAD_DATA}, got {bad_data!r}")
     training = mode == "train"
     repeat = training if repeat is None else repeat
     drop_remainder = training if drop_remainder is None else drop_remainder
@@ -335,81 +495,145 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
         num_pipes, pipe_id = input_context.num_input_pipelines, input_context.input_pipeline_id
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     base_seed = tf.random.experimental.stateless_fold_in(as_seed(int(seed)), pipe_id)
+    order_seed = tf.random.experimental.stateless_fold_in(
+        tf.constant([int(seed), 1], tf.int64), pipe_id)
     is_flow = modality == "flow"
     if kernels is None:
         from tfvid.data import kernels as fused
         kernels = training and fused.available()
     kernels = bool(kernels) and training
+    if num_classes is not None:
+        num_classes = int(num_classes)
 
-    def transform(fetch, num, index):
+    def transform(fetch, num, index, check):
         clip_seed = (tf.random.experimental.stateless_fold_in(base_seed, index) if training
                      else None)
         return _transform(fetch, num, encoded=True, sampler=sampler, modality=modality,
                           mode=mode, input_size=input_size, num_crops=num_crops,
-                          seed=clip_seed, kernels=kernels)
+                          seed=clip_seed, kernels=kernels, check=check)
+
+    def label_check(label):
+        if num_classes is None:
+            return tf.constant(True), tf.constant("")
+        ok = tf.logical_and(label >= 0, label < num_classes)
+        return ok, tf.strings.join(["label ", tf.strings.as_string(label),
+                                    f" is outside [0, {num_classes})"])
+
+    def output(clip, ok, reason, video_id, where, label):
+        problem = tf.where(ok, "", tf.strings.join(["video ", video_id, " (", where, "): ",
+                                                    reason]))
+        if bad_data == "fail":
+            check = tf.debugging.Assert(ok, [problem], summarize=1)
+            with tf.control_dependencies([check]):
+                clip = tf.identity(clip)
+        return {"clip": clip, "label": label, "id": video_id, "valid": ok, "problem": problem}
+
+    def pick(*cases):
+        """The reason of the first failing (ok, reason) pair."""
+        out = tf.constant("")
+        for ok, reason in reversed(cases):
+            out = tf.where(ok, out, reason)
+        return out
+
+    stream_names = ("flow_x frame ", "flow_y frame ") if is_flow else ("frame ",)
 
     if layout == "tfrecord":
-        ds = tf.data.Dataset.from_tensor_slices(paths)
-        shard_records = num_pipes > 1 and len(paths) < num_pipes
-        if num_pipes > 1 and not shard_records:
-            ds = ds.shard(num_pipes, pipe_id)
-        if training:
-            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        gz = [p.endswith(".gz") for p in paths]
+        if all(gz):
+            ds = _gzip_records(paths, training, repeat, seed, num_pipes, pipe_id,
+                               shuffle_buffer, num_parallel_calls)
+        elif any(gz):
+            raise ValueError(f"build_dataset: mix of GZIP (.gz) and uncompressed shards in "
+                             f"{files}")
+        else:
+            table = {"path": [], "record": [], "offset": []}
+            for path in paths:
+                offsets, problem = record_index(path)
+                if problem:
+                    if bad_data != "skip":
+                        raise tf.errors.DataLossError(None, None, problem)
+                    log.warning("%s: skipping the rest of this shard", problem)
+                table["path"] += [path] * len(offsets)
+                table["record"] += list(range(len(offsets)))
+                table["offset"] += offsets
+            table = {k: v[pipe_id::num_pipes] for k, v in table.items()}
+            if not table["path"]:
+                raise ValueError(f"build_dataset: no records in {paths if len(paths) < 5 else files}"
+                                 + (f" for input pipeline {pipe_id} of {num_pipes}"
+                                    if num_pipes > 1 else ""))
+            table["offset"] = [int(o) for o in table["offset"]]
+            ds = _epochs(table, len(table["path"]), training=training,
+                         repeat=repeat and training, seed=order_seed)
+            ds = ds.map(lambda r: {"path": r["path"], "record": r["record"],
+                                   "serialized": _read_record(r["path"], r["offset"])},
+                        num_parallel_calls=num_parallel_calls, deterministic=True)
+            if cache and not training:
+                ds = ds.cache() if cache is True else ds.cache(str(cache))
+            if repeat and not training:
+                ds = ds.repeat()
 
-        def open_shard(path):
-            gz = tf.strings.regex_full_match(path, r".*\.gz")
-            return tf.data.TFRecordDataset(path, compression_type=tf.where(gz, "GZIP", ""))
-
-        if training:
-            ds = ds.interleave(open_shard, cycle_length=min(len(paths), 4),
-                               num_parallel_calls=num_parallel_calls, deterministic=True)
-        else:                                     # files in order, records in order
-            ds = ds.interleave(open_shard, cycle_length=1)
-        if shard_records:
-            ds = ds.shard(num_pipes, pipe_id)
-
-        def load(index, serialized):
-            ex = schema.parse_example(serialized, with_flow=is_flow)
+        def load(index, rec):
+            ex = schema.parse_example(rec["serialized"], with_flow=is_flow)
+            where = tf.strings.join([rec["path"], " record ",
+                                     tf.strings.as_string(rec["record"])])
+            label = ex["label"]
+            label_ok, label_reason = label_check(label)
             if is_flow:
-                n_flow = ex["num_flow"]
-                ok = tf.logical_and(tf.equal(n_flow, ex["num_frames"] - 1), n_flow > 0)
-                ok = tf.logical_and(ok, tf.equal(tf.size(ex["flow_y"]), n_flow))
-                check = tf.debugging.Assert(ok, [
-                    "RGB/flow frame-count mismatch in video", ex["id"], "RGB frames:",
-                    ex["num_frames"], "flow_x:", n_flow, "flow_y:", tf.size(ex["flow_y"])])
-                with tf.control_dependencies([check]):
-                    num = tf.identity(n_flow)
+                n_flow, n_y = ex["num_flow"], tf.size(ex["flow_y"])
+                count_ok = tf.logical_and(tf.equal(n_flow, ex["num_frames"] - 1), n_flow > 0)
+                count_ok = tf.logical_and(count_ok, tf.equal(n_y, n_flow))
+                count_reason = tf.strings.join([
+                    "RGB/flow frame-count mismatch: RGB frames ",
+                    tf.strings.as_string(ex["num_frames"]), ", flow_x ",
+                    tf.strings.as_string(n_flow), ", flow_y ", tf.strings.as_string(n_y),
+                    " (flow needs RGB frames - 1)"])
+                num = tf.maximum(tf.minimum(n_flow, n_y), 1)
                 streams = (ex["flow_x"], ex["flow_y"])
             else:
+                count_ok, count_reason = tf.constant(True), tf.constant("")
                 num, streams = ex["num_frames"], (ex["frames"],)
-            clip = transform(lambda idx: [tf.gather(s, idx) for s in streams], num, index)
-            return {"clip": clip, "label": ex["label"], "id": ex["id"]}
+
+            def fetch(idx):      # a missing frame reads as "" (not a JPEG): marked, no crash
+                return [tf.gather(tf.concat([s, [""]], 0),
+                                  tf.clip_by_value(idx, 0, tf.size(s))) for s in streams]
+            clip, ok, bad_jpeg, stream, frame = transform(
+                fetch, num, index, tf.logical_and(label_ok, count_ok))
+            jpeg_reason = tf.strings.join([
+                tf.gather(tf.constant(stream_names), stream), tf.strings.as_string(frame),
+                " is not a complete JPEG"])
+            reason = pick((count_ok, count_reason), (label_ok, label_reason),
+                          (tf.logical_not(bad_jpeg), jpeg_reason))
+            return output(clip, ok, reason, ex["id"], where, label)
     else:
-        dirs, ids, counts, labels = [], [], [], []
+        table = {"dir": [], "id": [], "num_frames": [], "label": [], "where": []}
         for path in paths:
-            for acc, vals in zip((dirs, ids, counts, labels), read_list_file(path)):
-                acc += vals
-        ds = tf.data.Dataset.from_tensor_slices({
-            "dir": dirs, "id": ids, "num_frames": tf.constant(counts, tf.int32),
-            "label": tf.constant(labels, tf.int32)})
-        if num_pipes > 1:
-            ds = ds.shard(num_pipes, pipe_id)
+            dirs, ids, counts, labels, lines = _read_list(path)
+            table["dir"] += dirs
+            table["id"] += ids
+            table["num_frames"] += counts
+            table["label"] += labels
+            table["where"] += [f"{path} line {n}" for n in lines]
+        table = {k: v[pipe_id::num_pipes] for k, v in table.items()}
+        ds = _epochs(table, len(table["id"]), training=training, repeat=repeat and training,
+                     seed=order_seed)
+        if cache and not training:
+            ds = ds.cache() if cache is True else ds.cache(str(cache))
+        if repeat and not training:
+            ds = ds.repeat()
         prefixes = FLOW_TEMPLATES if is_flow else (RGB_TEMPLATE,)
 
         def load(index, meta):
             num = meta["num_frames"] - 1 if is_flow else meta["num_frames"]
-            clip = transform(
+            label = meta["label"]
+            label_ok, label_reason = label_check(tf.cast(label, tf.int32))
+            clip, ok, bad_jpeg, stream, frame = transform(
                 lambda idx: [_read_files(_frame_names(meta["dir"], p, idx)) for p in prefixes],
-                num, index)
-            return {"clip": clip, "label": meta["label"], "id": meta["id"]}
+                num, index, label_ok)
+            bad_file = _frame_names(meta["dir"], tf.gather(tf.constant(prefixes), stream), frame)
+            jpeg_reason = tf.strings.join(["frame file ", bad_file, " is not a complete JPEG"])
+            reason = pick((label_ok, label_reason), (tf.logical_not(bad_jpeg), jpeg_reason))
+            return output(clip, ok, reason, meta["id"], meta["where"], tf.cast(label, tf.int32))
 
-    if cache:
-        ds = ds.cache() if cache is True else ds.cache(str(cache))
-    if training and shuffle_buffer and shuffle_buffer > 1:
-        buffer = shuffle_buffer if layout == "tfrecord" else max(shuffle_buffer, len(ids))
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
     ds = ds.enumerate().map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
     if sampler.variable_length:
         ds = _batch_variable_length(ds, batch_size, drop_remainder,
@@ -427,3 +651,26 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
         return {**batch, "clip": tf.ensure_shape(clip, shape)}
     ds = ds.map(finish, num_parallel_calls=num_parallel_calls, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _gzip_records(paths, training, repeat, seed, num_pipes, pipe_id, shuffle_buffer,
+                  num_parallel_calls):
+    """GZIP shards (no random access): {'path', 'record', 'serialized'} read sequentially;
+    training interleaves all shards record by record and shuffles in `shuffle_buffer`."""
+    ds = tf.data.Dataset.from_tensor_slices(paths)
+
+    def open_shard(path):
+        records = tf.data.TFRecordDataset(path, compression_type="GZIP").enumerate()
+        return records.map(lambda i, s: {"path": path, "record": i, "serialized": s})
+
+    if training:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.interleave(open_shard, cycle_length=len(paths), block_length=1,
+                           num_parallel_calls=num_parallel_calls, deterministic=True)
+    else:
+        ds = ds.interleave(open_shard, cycle_length=1)
+    if num_pipes > 1:
+        ds = ds.shard(num_pipes, pipe_id)
+    if training and shuffle_buffer and shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.repeat() if repeat else ds
