@@ -24,7 +24,7 @@ import os
 
 from absl import app, flags, logging
 
-from pipelines.common import check_args, define_flag, resolve_files
+from pipelines.common import check_args, define_flag, keep_last_given, resolve_files, run_job
 
 FLAGS = flags.FLAGS
 
@@ -173,6 +173,7 @@ def check_flags() -> None:
         raise app.UsageError(f"--backbone={FLAGS.backbone!r} is unknown; choose one of {BACKBONES}")
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required")
+    keep_last_given("steps", "epochs")   # a later --steps overrides a preset's --epochs
     if (FLAGS.steps > 0) == (FLAGS.epochs > 0):
         raise app.UsageError("give exactly one of --steps and --epochs (positive)")
     for name in ("batch_size", "input_size", "num_segments", "log_every", "checkpoint_every"):
@@ -412,7 +413,7 @@ _OWN_FLAGS = ("strategy", "model", "modality", "backbone", "width", "input_size"
 
 
 def run():
-    app.run(lambda argv: main(argv) and None)  # app.run exits with main's return value
+    run_job(main)
 
 
 if __name__ == "__main__":

@@ -516,8 +516,11 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
         if num_classes is None:
             return tf.constant(True), tf.constant("")
         ok = tf.logical_and(label >= 0, label < num_classes)
+        if not training:   # -1 = unlabeled (test lists): scored, left out of the metrics
+            ok = tf.logical_or(ok, tf.equal(label, schema.NO_LABEL))
         return ok, tf.strings.join(["label ", tf.strings.as_string(label),
-                                    f" is outside [0, {num_classes})"])
+                                    f" is outside [0, {num_classes})" +
+                                    ("" if training else " (and not -1 = unlabeled)")])
 
     def output(clip, ok, reason, video_id, where, label):
         problem = tf.where(ok, "", tf.strings.join(["video ", video_id, " (", where, "): ",

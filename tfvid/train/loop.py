@@ -418,8 +418,8 @@ def train(model_fn: Callable[[], keras.Model], dataset_fn: Callable, *, model_di
         bad_train, bad_val = _BadData(bad_data, strategy), _BadData(bad_data, strategy)
         bar = None
         if progress and chief:
-            from tqdm import tqdm
-            bar = tqdm(total=steps, initial=min(start, steps), unit="step", dynamic_ncols=True)
+            from tfvid.progress import progress_bar
+            bar = progress_bar(total=steps, initial=min(start, steps), unit="step", dynamic_ncols=True)
         window = {"loss": 0.0, "correct": 0.0, "count": 0.0, "wait": 0.0, "time": 0.0, "steps": 0}
         metrics: dict = {}
         val: dict = {}
