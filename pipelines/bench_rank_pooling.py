@@ -2,7 +2,7 @@
 
     python -m pipelines.bench_rank_pooling --rp_videos=3 --rp_frames=150 --json=rp.json
 
-Dynamic Image Networks (papers/dynamic_image_networks.txt, section 5.4, Table 2): RP 131 fps,
+Dynamic Image Networks (the dynamic image networks paper, docs/dynamic_images.md, section 5.4, Table 2): RP 131 fps,
 ARP 5920 fps (45x); pairwise ranking accuracy RP 95.5 +- 0.6, ARP 96.5 +- 0.5 (UCF101 split 1).
 As in the paper, each method pools whole videos into one dynamic image ("RP takes a second to
 learn a dynamic image from a 150 frame-length video"), and fps counts video frames pooled per

@@ -5,7 +5,7 @@
     python -m pipelines.dynamic_images --video=clip.avi --output_dir=di_out --methods=arp \\
         --window=10 --stride=6 --frame_size=340x256
 
-Dynamic Image Networks (papers/dynamic_image_networks.txt; REFERENCE.md section 1). The video
+Dynamic Image Networks (the dynamic image networks paper, docs/dynamic_images.md). The video
 is decoded with tfvid.data.video.read_video (resized to --frame_size), then
   - the whole-video dynamic image ("single dynamic image") by each of --methods:
     arp (approximate rank pooling, tfvid.data.rank_pooling.approximate_rank_pool) and

@@ -5,7 +5,7 @@
 
 Rebuilds the model from model_dir/run_config.json (written by the train job), restores the
 latest checkpoint (or model_dir/final.weights.h5), runs TSN's protocol (25 snippets x 10 crops by
-default; REFERENCE.md section 2) and writes to --output_dir (default model_dir/eval):
+default; docs/tsn.md) and writes to --output_dir (default model_dir/eval):
 metrics.json, scores.npz (input of the fuse job), confusion.png, confusion.csv, per_class.csv,
 bad_videos.tsv.
 

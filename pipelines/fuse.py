@@ -4,7 +4,7 @@
         --weights=1,1.5 --output_dir=runs/fused
 
 The fused logits are the weighted average of each stream's video logits, aligned by video id
-(TSN: RGB 1 : flow 1.5; REFERENCE.md section 2). Writes metrics.json, scores.npz,
+(TSN: RGB 1 : flow 1.5; docs/tsn.md). Writes metrics.json, scores.npz,
 confusion.png, confusion.csv and per_class.csv like the evaluate job.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Augmentation, evaluation views, normalisation and modality stacking (REFERENCE.md s.2-3)."""
+"""Augmentation, evaluation views, normalisation and modality stacking (docs/tsn.md, docs/stnet.md)."""
 import json
 import os
 

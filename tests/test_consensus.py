@@ -1,4 +1,4 @@
-"""SegmentConsensus: REFERENCE.md section 2 numbers, order properties, serialisation."""
+"""SegmentConsensus: docs/tsn.md numbers, order properties, serialisation."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -9,7 +9,7 @@ import pytest
 
 from tfvid.layers import CONSENSUS_MODES, SegmentConsensus
 
-# REFERENCE example: K = 3 segments, 2 classes.
+# docs/tsn.md example: K = 3 segments, 2 classes.
 LOGITS = np.array([[[1.0, 2.0], [3.0, 0.0], [2.0, 2.0]]], dtype="float32")
 
 

@@ -1,4 +1,4 @@
-"""Tests for tfvid.data.flow: TSN quantisation (REFERENCE section 2) and flow computation."""
+"""Tests for tfvid.data.flow: TSN quantisation (docs/tsn.md) and flow computation."""
 import cv2
 import numpy as np
 import pytest

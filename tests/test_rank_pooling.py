@@ -1,4 +1,4 @@
-"""Approximate and exact rank pooling (REFERENCE.md section 1): coefficients, properties,
+"""Approximate and exact rank pooling (docs/dynamic_images.md): coefficients, properties,
 the Keras layer (gradient, shapes, serialisation), display conversions, RP and Table 2's metric."""
 import os
 

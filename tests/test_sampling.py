@@ -1,4 +1,4 @@
-"""Frame sampling: REFERENCE.md sections 1-3, against plain-Python reference rules."""
+"""Frame sampling: docs/tsn.md, docs/stnet.md, docs/dynamic_images.md, against plain-Python reference rules."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -35,7 +35,7 @@ def model():
 
 # ----------------------------------------------------------------------------- full size
 def test_resnet50_parameter_counts():
-    """REFERENCE.md section 3: exactly 33,158,864 trainable parameters for 400 classes (Table 3:
+    """docs/stnet.md: exactly 33,158,864 trainable parameters for 400 classes (Table 3:
     33.16M), with the bias-free ResNet-50 of the PaddlePaddle code (the default)."""
     m = build_stnet(400)
     assert m.input_shape == (None, 7, 224, 224, 15)

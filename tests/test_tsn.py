@@ -1,4 +1,4 @@
-"""TSN builder, partial BN and the model registry (REFERENCE.md section 2, "Model")."""
+"""TSN builder, partial BN and the model registry (docs/tsn.md, "Model")."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,4 +1,4 @@
-"""Clip augmentation and normalisation: pure functions on tensors (REFERENCE.md section 2).
+"""Clip augmentation and normalisation: pure functions on tensors (docs/tsn.md).
 
 A clip is (T, H, W, C), channels-last, on the 8-bit scale (uint8 or float). One crop and one flip
 apply to every frame of a clip. Flow stacks interleave x and y on channels ([x1, y1, x2, y2, ...])
@@ -37,12 +37,12 @@ def _crop_size_pairs_tf(width, height, scales, input_size, max_distort):
                      tf.gather(sizes, [p[1] for p in pairs])], axis=1)
 
 
-_ORIGIN_STEPS = ((0, 0), (4, 0), (0, 4), (4, 4), (2, 2),              # REFERENCE order
+_ORIGIN_STEPS = ((0, 0), (4, 0), (0, 4), (4, 4), (2, 2),              # the order of docs/tsn.md
                  (0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3))
 
 
 def _fixed_crop_origins_tf(width, height, crop_w, crop_h, more_fixed=True):
-    """int32 (13 or 5, 2) (x, y) crop origins in REFERENCE order."""
+    """int32 (13 or 5, 2) (x, y) crop origins in the order of docs/tsn.md."""
     steps = tf.constant(_ORIGIN_STEPS[:13 if more_fixed else 5], tf.int32)
     return steps * tf.stack([(width - crop_w) // 4, (height - crop_h) // 4])[None]
 
@@ -61,7 +61,7 @@ def crop_size_pairs(width: int, height: int, scales=RGB_SCALES, input_size: int 
 
 def fixed_crop_origins(width: int, height: int, crop_w: int, crop_h: int,
                        more_fixed: bool = True) -> list[tuple[int, int]]:
-    """The 13 (or 5) fixed crop origins (x, y), ws = (W-cw)//4, hs = (H-ch)//4, REFERENCE order."""
+    """The 13 (or 5) fixed crop origins (x, y), ws = (W-cw)//4, hs = (H-ch)//4, in the order of docs/tsn.md."""
     return [tuple(int(v) for v in p)
             for p in _fixed_crop_origins_tf(width, height, crop_w, crop_h, more_fixed).numpy()]
 

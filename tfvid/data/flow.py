@@ -1,4 +1,4 @@
-"""Optical flow: computation (OpenCV) and TSN 8-bit storage (REFERENCE.md section 2, flow storage).
+"""Optical flow: computation (OpenCV) and TSN 8-bit storage (docs/tsn.md, flow storage).
 
 Flow k is the displacement from frame k to frame k+1 (n frames give n-1 flow frames), in pixels,
 channels (x, y) = (right, down). Storage follows TSN's dense_flow tool: each component is clipped

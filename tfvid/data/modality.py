@@ -1,4 +1,4 @@
-"""Modalities: how the L frames of one time step become channels (REFERENCE.md sections 2-3).
+"""Modalities: how the L frames of one time step become channels (docs/tsn.md, docs/stnet.md).
 
 Input modalities:
   "rgb"      L RGB frames stacked frame-major: channel c is frame c // 3, colour c % 3 (StNet's

@@ -1,4 +1,4 @@
-"""The tf.data builder: files -> batches of normalised clips (DESIGN.md "Data flow").
+"""The tf.data builder: files -> batches of normalised clips (docs/architecture.md).
 
     build_dataset(files, sampler=..., mode=...)   TFRecords or raw-frame folders -> batches
     preprocess_video(frames, sampler=..., ...)    the same transforms on one decoded video

@@ -1,6 +1,6 @@
 """Rank pooling on numpy arrays, offline: approximate (ARP), exact (RP) and Table 2's metric.
 
-Dynamic Image Networks (papers/dynamic_image_networks.txt, REFERENCE.md section 1). A video
+Dynamic Image Networks (the dynamic image networks paper, docs/dynamic_images.md). A video
 I_1..I_T (any array with time on `axis`: RGB frames (T, H, W, 3), flow (T, H, W, 2), feature
 maps (T, h, w, c)) is pooled into one array d of the frame's shape.
 

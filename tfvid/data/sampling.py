@@ -1,4 +1,4 @@
-"""Frame sampling: which frames of an n-frame video a model sees (REFERENCE.md sections 1-3).
+"""Frame sampling: which frames of an n-frame video a model sees (docs/tsn.md, docs/stnet.md, docs/dynamic_images.md).
 
 Everything here is pure TensorFlow and runs inside tf.data graphs. `num_frames` may be a Python
 int or a scalar int tensor; `num_segments`, `new_length`, `window`, ... are Python ints. Indices
@@ -57,7 +57,7 @@ def _randint(seed, shape, maxval) -> tf.Tensor:
 # --------------------------------------------------------------------------------------- TSN
 def segment_starts(num_frames, num_segments: int, new_length: int = 1, mode: str = "val",
                    seed=None) -> tf.Tensor:
-    """TSN snippet starts, int32 (K,), 0-based (REFERENCE.md section 2).
+    """TSN snippet starts, int32 (K,), 0-based (docs/tsn.md).
 
     train: d = floor((n-L+1)/K); d > 0: k*d + U{0..d-1}; else n > K: K sorted draws from
       {0..n-L}; else zeros.
@@ -99,7 +99,7 @@ def snippet_indices(starts, new_length: int, num_frames) -> tf.Tensor:
 # --------------------------------------------------------------------------- dynamic images
 def mdi_windows(num_frames, window: int = 10, stride: int = 6, mode: str = "val", seed=None,
                 max_windows: int = 10) -> tf.Tensor:
-    """Multiple-dynamic-image windows, int32 (num_windows, window), 0-based (REFERENCE.md s.1).
+    """Multiple-dynamic-image windows, int32 (num_windows, window), 0-based (docs/dynamic_images.md).
 
     1-based first start 1 at val/test, 3 in train (or the last frame for shorter videos); starts
     f, f+stride, ... while f <= n; windows past the end repeat the last frame. n=30 val gives
@@ -132,7 +132,7 @@ def mdi_windows(num_frames, window: int = 10, stride: int = 6, mode: str = "val"
 # ------------------------------------------------------------------------------------ StNet
 def stnet_starts(num_frames, num_segments, frames_per_segment: int = 5, mode: str = "val",
                  seed=None) -> tf.Tensor:
-    """StNet segment starts, int32 (T,) (REFERENCE.md section 3; may exceed n: wrap with % n).
+    """StNet segment starts, int32 (T,) (docs/stnet.md; may exceed n: wrap with % n).
 
     d = n // T. train: U{0..d-N} + i*d when d >= N (one draw per segment), else i*d, or i when
     d = 0. val/test: (d-N)//2 + i*d when d >= N, else the same fallbacks.

@@ -1,4 +1,4 @@
-"""TFRecord schema: one tf.train.SequenceExample per video (REFERENCE.md section 6).
+"""TFRecord schema: one tf.train.SequenceExample per video (docs/records.md).
 
 Compatible with TF Model Garden and MediaSequence readers:
 

@@ -1,6 +1,6 @@
 """Late fusion of streams: a weighted average of video-level unnormalised scores.
 
-TSN (REFERENCE.md section 2) fuses the RGB and flow streams by a weighted average of their
+TSN (docs/tsn.md) fuses the RGB and flow streams by a weighted average of their
 multi-view averaged logits, before any softmax: RGB 1 : flow 1.5 in the authors' README. Dynamic
 image nets fuse their four streams the same way. Streams are aligned by video id, so score files
 may list the videos in any order.

@@ -1,6 +1,6 @@
 """Test-time protocols: multi-view averaging (TSN 25 snippets x 10 crops) and M-TWI.
 
-TSN test protocol (REFERENCE.md section 2): 25 snippets x 10 crops (4 corners + centre, and their
+TSN test protocol (docs/tsn.md): 25 snippets x 10 crops (4 corners + centre, and their
 horizontal flips); the unnormalised scores are averaged over crops, then over snippets, before any
 softmax. Here a "view" is one crop of the whole clip (B, V, T, S, S, C): the model sees each view
 as a (T, S, S, C) clip and its segmental consensus reduces the T snippets (for TSN the average),
@@ -296,7 +296,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 def mtwi_scores(snippet_scores, *, spans: Sequence[int] = (1, 2, 4, 8, 16),
                 overlap: float = 0.2, fps: float = 1.0, min_k: int = 15,
                 softmax: bool = False) -> np.ndarray:
-    """Multi-scale Temporal Window Integration (TSN paper section 4; REFERENCE.md section 2).
+    """Multi-scale Temporal Window Integration (TSN paper section 4; docs/tsn.md).
 
     Args:
       snippet_scores: (S, classes) scores of snippets sampled at `fps` per second, or

@@ -1,6 +1,6 @@
 """Segmental consensus: aggregate per-snippet class scores into one video score.
 
-Temporal Segment Networks (papers/temporal_segment_networks.txt, section 3.2 "Aggregation
+Temporal Segment Networks (the TSN paper, docs/tsn.md, section 3.2 "Aggregation
 function") combine the K snippet-level scores F(T_1) ... F(T_K) with a consensus function G
 applied to the class scores (logits) BEFORE the softmax. Five functions are defined:
 
@@ -15,7 +15,7 @@ where R_k is the snippet's pooled feature ("the activation of the last hidden la
 Shapes: logits (B, K, classes) -> (B, classes). The attention mode is called with a list
 ``layer([logits, features])`` where features is (B, K, D). Only "weighted" needs a static K.
 
-Example (REFERENCE.md section 2): segment logits [[1, 2], [3, 0], [2, 2]] give
+Example (docs/tsn.md): segment logits [[1, 2], [3, 0], [2, 2]] give
 avg [2, 1.333], max [3, 2], top-2 [2.5, 2.0], weights [0.2, 0.3, 0.5] -> [2.1, 1.4].
 """
 import keras

@@ -1,4 +1,4 @@
-"""DenseImage Network's multi-width temporal convolution (papers/din_denseimage_network.txt
+"""DenseImage Network's multi-width temporal convolution (the DIN paper, docs/din.md
 section 3.2; docs/din.md).
 
 A DenseImage X is the (T, K) matrix whose rows are the per-frame feature vectors in temporal

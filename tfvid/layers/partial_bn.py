@@ -1,4 +1,4 @@
-"""Partial batch normalisation (TSN, papers/temporal_segment_networks.txt section 3.4).
+"""Partial batch normalisation (TSN, the TSN paper, docs/tsn.md section 3.4).
 
 "After initialization with pretrained models, we choose to freeze the mean and variance
 parameters of all Batch Normalization layers except the first one." The first BN follows the

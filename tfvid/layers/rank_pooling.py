@@ -1,7 +1,7 @@
 """Approximate rank pooling (ARP) as a Keras layer, and dynamic-image display conversions.
 
-Dynamic Image Networks (papers/dynamic_image_networks.txt, section 3.2 eq. 3-4 and section 4.3;
-REFERENCE.md section 1). A window of T frames x_1..x_T is pooled into one "dynamic image"
+Dynamic Image Networks (the dynamic image networks paper, docs/dynamic_images.md, section 3.2 eq. 3-4 and section 4.3;
+docs/dynamic_images.md). A window of T frames x_1..x_T is pooled into one "dynamic image"
 
     DI = scale * sum_t alpha_t x_t,    alpha_t = sum_{j=t..T} (2j - T - 1)/j  (1-based t)
 
@@ -13,7 +13,7 @@ respect to frame t is alpha_t times the incoming gradient (eq. 9).
 NOT computed here: the (2j - T)/j variant of a third-party port (its weights do not sum to
 zero), a square root, or an extra time-varying-mean step (already folded into alpha).
 
-Settings (REFERENCE.md section 1):
+Settings (docs/dynamic_images.md):
   pixels / flow, offline or at the input    ApproximateRankPooling(axis=1)
   in-network, the ResNeXt setting           ApproximateRankPooling(axis=1, scale=0.1)
   dynamic maps (before an inner stage)      ApproximateRankPooling(scale=0.1, activation="relu")

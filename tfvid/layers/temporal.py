@@ -1,4 +1,4 @@
-"""StNet's temporal layers (papers/stnet.txt section 3, REFERENCE.md section 3).
+"""StNet's temporal layers (the StNet paper, docs/stnet.md section 3, docs/stnet.md).
 
 TemporalModelingBlock: a 3D convolution with kernel (3, 1, 1) over the feature maps of the T
 super-images, inserted after res3 and res4 ("temporal modeling block", Fig. 2):

@@ -1,5 +1,5 @@
 """Hierarchical temporal attention of the VideoMap head ConvNet (Song et al., "Temporal-Spatial
-Mapping for Action Recognition", papers/temporal_spatial_mapping_videomap.txt sections IV and
+Mapping for Action Recognition", the VideoMap paper, docs/videomap.md sections IV and
 VI-B; docs/videomap.md).
 
 An attention branch turns the VideoMap M (B, T, D, 1) into one weight per frame a0 (B, T); the

@@ -1,4 +1,4 @@
-"""DenseImage Network (DIN; papers/din_denseimage_network.txt, docs/din.md).
+"""DenseImage Network (DIN; the DIN paper, docs/din.md).
 
 T frames (TSN's segment rule, T = 8) give T per-frame feature vectors (paper: the 1024-d global
 pool of an ImageNet BN-Inception); a fully connected layer 1024 -> 256 turns them into the rows

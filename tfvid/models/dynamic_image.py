@@ -1,5 +1,5 @@
 """Dynamic image networks and the four streams SI, DI, OF, DOF (Bilen et al., TPAMI 2017,
-papers/dynamic_image_networks.txt; REFERENCE.md section 1).
+the dynamic image networks paper, docs/dynamic_images.md).
 
 A video is cut into windows of L = 10 frames every 6 frames (MDI, section 4.3; data from
 ``build_dataset(..., sampler=MDISampler())``). Every window becomes one image for a 2D CNN;

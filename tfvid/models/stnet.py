@@ -1,11 +1,11 @@
-"""StNet: local and global spatial-temporal modelling (He et al., AAAI 2019, papers/stnet.txt).
+"""StNet: local and global spatial-temporal modelling (He et al., AAAI 2019, the StNet paper, docs/stnet.md).
 
 A video becomes T super-images, each N consecutive RGB frames stacked on channels (3N
 channels, frame-major: channel c is frame c // 3, colour c % 3; section 3 "Super-Image").
 A 2D ResNet runs on all B*T super-images at once (conv1 takes 3N channels); temporal modelling
 blocks (Conv3D (3, 1, 1)) after res3 and res4 mix neighbouring super-images; per-frame global
 average pooling gives a (B, T, 2048) sequence that the temporal Xception block models before a
-max over time and the classifier (section 3, Figs. 2 and 3; REFERENCE.md section 3):
+max over time and the classifier (section 3, Figs. 2 and 3; docs/stnet.md):
 
     (B, T, S, S, 3N) -> fold (B*T, S, S, 3N) -> conv1 .. res3 -> TM block -> res4 -> TM block
     -> res5 -> GAP (B*T, 2048) -> unfold (B, T, 2048) -> TXB (B, T, 1024) -> max over T

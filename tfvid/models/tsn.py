@@ -1,4 +1,4 @@
-"""Temporal Segment Networks (Wang et al., papers/temporal_segment_networks.txt).
+"""Temporal Segment Networks (Wang et al., the TSN paper, docs/tsn.md).
 
 A video is split into K segments and one snippet is sampled from each (section 3.1). One 2D
 ConvNet with shared weights scores every snippet; a segmental consensus (section 3.2) turns

@@ -1,5 +1,5 @@
 """Temporal-Spatial Mapping: the VideoMap and its head ConvNet with hierarchical temporal
-attention (Song et al., papers/temporal_spatial_mapping_videomap.txt; docs/videomap.md).
+attention (Song et al., the VideoMap paper, docs/videomap.md).
 
 The per-frame features f_1 .. f_T (length D; the paper: the 1024-d global average pool of TSN's
 BN-Inception) are stacked as the rows of the VideoMap M, a (T, D) one-channel image (section

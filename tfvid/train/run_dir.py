@@ -40,7 +40,7 @@ MODEL_KEYS = ("backbone", "modality", "width", "input_size", "num_segments", "ne
 DEFAULT_SAMPLER = {"tsn": "tsn", "stnet": "stnet", "din": "uniform", "videomap": "uniform",
                    "dynamic_image": "mdi"}
 TRAINED = "trained"   # num_segments of builder_kwargs / build_model: keep the run's time length
-TEST_SEGMENTS = 25    # snippets of the TSN test protocol (REFERENCE.md section 2)
+TEST_SEGMENTS = 25    # snippets of the TSN test protocol (docs/tsn.md)
 
 
 def read_run_config(model_dir: str) -> dict:

@@ -3,9 +3,9 @@
 - `MultiStepSchedule`: Caffe's "multistep" policy, lr = base_lr * gamma ** (number of step values
   <= iteration), iteration 0-based (Caffe's `iter_`, Keras' `optimizer.iterations`). TSN UCF101:
   RGB 0.001 with steps [1500, 3000] over 3500 iterations, flow 0.005 with [12000, 18000] over
-  20000 (REFERENCE.md section 2). A serialisable keras LearningRateSchedule.
+  20000 (docs/tsn.md). A serialisable keras LearningRateSchedule.
 - `PlateauController`: divide by 10 when the validation metric has not improved for `patience`
-  evaluations (DIN trains this way, REFERENCE.md section 4). It drives a variable learning rate
+  evaluations (DIN trains this way, docs/din.md). It drives a variable learning rate
   (the Keras optimizer's own `learning_rate` variable) and keeps its state in variables, so a
   tf.train.Checkpoint that tracks it resumes it.
 """
