@@ -8,8 +8,12 @@ run_config.json and checkpoints, see pipelines/train.py). The four networks are 
 restored (tfvid.train.run_dir), wrapped by tfvid.export.four_stream.build_four_stream_model
 (weighted average of the streams' logits, paper section 5.10) and written to
 <export_base>/<name>/<version>/ in the TF Serving layout with a tfvid.json sidecar and warmup
-requests. Signature serving_default: rgb (None, W, S, S, 30) and flow (None, W', S, S, 20)
-float32 windows, preprocessed as at evaluation (see the sidecar) -> logits, probabilities.
+requests. Signatures (tfvid.export.signatures): serving_default takes uint8 rgb frames
+(B, T, H, W, 3) and flow fields (B, T', H, W, 2), encoded_frames their JPEG/PNG strings,
+sequence_example prepare_data records with flow, all running the streams' MDI test windows and
+--protocol_crops views in the graph; clip takes rgb (None, W, S, S, 30) and flow
+(None, W', S, S, 20) float32 windows preprocessed as at evaluation (see the sidecar). All
+return logits, probabilities, top_k_indices, top_k_classes.
 
 The same fusion from score files, without an export: evaluate each run, then
     python -m pipelines.fuse --scores=runs/si/eval/scores.npz,runs/di/eval/scores.npz,\\
@@ -40,6 +44,8 @@ define_flag("integer", "version", 0, "Integer version to write; 0 = next after t
             "ones. Existing versions are never overwritten.")
 define_flag("integer", "num_windows", 0, "Windows W of the signature; 0 = variable (any W).")
 define_flag("bool", "warmup", True, "Write TF Serving warmup requests.")
+define_flag("integer", "protocol_crops", 10, "Views per window of the in-graph test protocol "
+            "(signatures serving_default, encoded_frames, sequence_example): 1, 3 or 10.")
 
 
 def parse_weights(values) -> dict[str, float]:
@@ -111,9 +117,14 @@ def stream_sidecar(stream, model, model_dir, cfg, checkpoint) -> dict:
 def export(dirs: dict[str, str], *, weights: dict[str, float] | None = None,
            name: str | None = None, export_base: str = "saved_models",
            version: int | None = None, num_windows: int | None = None,
-           warmup: bool = True) -> str:
-    """The whole job as a function: {stream: run dir} -> the exported version directory."""
-    from tfvid.export.four_stream import build_four_stream_model, export_four_stream
+           warmup: bool = True, protocol_crops: int = 10) -> str:
+    """The whole job as a function: {stream: run dir} -> the exported version directory.
+
+    With a variable number of windows (num_windows None/0) the export also has the in-graph
+    protocol signatures (rgb frames + flow fields, their JPEGs, or records with flow; MDI test
+    windows x protocol_crops views, averaged); with a fixed W only the float32 one."""
+    from tfvid.export.four_stream import (build_four_stream_model, export_four_stream,
+                                          four_stream_protocol)
     from tfvid.train import run_dir
 
     if num_windows is not None and int(num_windows) < 0:
@@ -143,8 +154,15 @@ def export(dirs: dict[str, str], *, weights: dict[str, float] | None = None,
                "model": {"name": "four_stream_dynamic_image_net",
                          "fusion": {"weights": weights, "rule": "weighted average of logits"}},
                "streams": sidecars}
+    if int(protocol_crops) not in (1, 3, 10):
+        raise ValueError(f"--protocol_crops must be 1, 3 or 10, got {protocol_crops}")
+    try:
+        protocol = four_stream_protocol(sidecars, model, int(protocol_crops))
+    except ValueError as e:
+        logging.warning("no in-graph protocol signatures (only 'clip'): %s", e)
+        protocol = None
     return export_four_stream(model, export_base, name or "four_stream", version=version or None,
-                              sidecar=sidecar, warmup=warmup)
+                              sidecar=sidecar, warmup=warmup, protocol=protocol)
 
 
 def job_error(job: str, err: BaseException) -> SystemExit:
@@ -162,14 +180,17 @@ def main(argv):
         weights = parse_weights(FLAGS.weights)
         path = export({s: FLAGS[f"{s}_dir"].value for s in STREAMS}, weights=weights,
                       name=FLAGS.name, export_base=FLAGS.export_base, version=FLAGS.version,
-                      num_windows=FLAGS.num_windows or None, warmup=FLAGS.warmup)
+                      num_windows=FLAGS.num_windows or None, warmup=FLAGS.warmup,
+                      protocol_crops=FLAGS.protocol_crops)
     except (OSError, ValueError) as e:
         # user mistakes (a missing or wrong run dir, bad --weights, an existing version): one
         # line, no traceback, exit status 1
         raise job_error("export_four_stream", e) from None
     print(f"exported: {path}")
-    print("signature 'serving_default': inputs rgb, flow (float32 windows, see "
-          "assets.extra/tfvid.json) -> logits, probabilities")
+    from tfvid.export import read_sidecar
+    for sig_name, desc in sorted(read_sidecar(path).get("signatures", {}).items()):
+        inputs = ", ".join(f"{k} {v['dtype']} {v['shape']}" for k, v in desc["inputs"].items())
+        print(f"signature {sig_name!r}: {inputs} -> {', '.join(desc['outputs'])}")
     return path
 
 

@@ -65,7 +65,13 @@ def test_layout_and_signature(exported, model):
     assert list(inputs) == ["clip"]
     assert inputs["clip"].dtype == tf.float32
     assert inputs["clip"].shape.as_list() == [None, 3, SIZE, SIZE, 3]
-    assert sorted(sig.structured_outputs) == ["logits", "probabilities"]
+    assert sorted(sig.structured_outputs) == ["logits", "probabilities", "top_k_classes",
+                                              "top_k_indices"]
+    # without in-graph preprocessing (no sampling / preprocessing in the sidecar) serving_default
+    # is the float32 clip signature, also named "clip"
+    assert sorted(loaded.signatures) == ["clip", "serving_default"]
+    assert loaded.signatures["clip"].structured_input_signature[1]["clip"].shape.as_list() == \
+        [None, 3, SIZE, SIZE, 3]
 
 
 def test_outputs_match_keras(exported, model):
@@ -79,6 +85,10 @@ def test_outputs_match_keras(exported, model):
     p = out["probabilities"].numpy()
     np.testing.assert_allclose(p, tf.nn.softmax(expected).numpy(), atol=1e-6)
     np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-6)
+    top = out["top_k_indices"].numpy()
+    assert top.shape == (4, 5) and top.dtype == np.int32
+    np.testing.assert_array_equal(top, np.argsort(-expected, axis=-1, kind="stable"))
+    assert out["top_k_classes"].numpy()[0, 0].decode() == CLASSES[int(expected[0].argmax())]
 
 
 def test_dropout_is_off_in_the_signature(exported):
@@ -103,7 +113,12 @@ def test_sidecar(exported):
 
 def test_warmup_requests_parse(exported):
     _, path = exported
-    logs = savedmodel.read_warmup_requests(path)
+    every = savedmodel.read_warmup_requests(path)
+    # one request more for the "clip" name of the same function
+    assert sorted({lg.predict_log.request.model_spec.signature_name for lg in every}) == \
+        ["clip", "serving_default"]
+    logs = [lg for lg in every
+            if lg.predict_log.request.model_spec.signature_name == "serving_default"]
     assert [int(tf.make_ndarray(lg.predict_log.request.inputs["clip"]).shape[0])
             for lg in logs] == list(savedmodel.WARMUP_BATCH_SIZES)
     for lg in logs:
@@ -231,6 +246,8 @@ def test_job_export_round_trip(model, tmp_path, capsys):
     assert side["model"]["run_config"]["num_classes"] == 5
     text = job.describe(path)
     assert "input  clip: float32 [None, 3, 32, 32, 3]" in text
+    assert "signature 'serving_default':\n  input  rgb: uint8 [None, None, None, None, 3]" in text
+    assert "signature 'encoded_frames':" in text and "sequence_example" in text
     assert "curl -X POST http://localhost:8501/v1/models/run_tiny:predict" in text
 
 

@@ -242,3 +242,64 @@ def test_four_stream_sidecar_is_checked_against_the_signature(models, tmp_path):
         export_four_stream(fused, str(tmp_path / "sm"), "two", warmup=False,
                            sidecar={"class_names": CLASSES[:2]})
     assert not os.path.exists(tmp_path / "sm" / "two") or not os.listdir(tmp_path / "sm" / "two")
+
+
+def test_export_job_protocol_signatures(models, tmp_path):
+    """The job's export also takes uint8 rgb frames + 8-bit x/y flow (serving_default), their
+    JPEGs (encoded_frames) and records with flow (sequence_example): the streams' MDI test
+    windows, views and fusion in the graph, as the fused Keras model on preprocess_video."""
+    from pipelines import export_four_stream as job
+    from tfvid import models as registry
+    from tfvid.data import sampling, schema
+    from tfvid.data.pipeline import preprocess_video
+    from tfvid.export import load_export
+    from tfvid.export.signatures import InputProtocol, resize_frames
+    if "dynamic_image" not in registry.MODELS:
+        registry.register_model("dynamic_image", build_dynamic_image_net)
+
+    dirs = {s: write_run(models, s, tmp_path) for s in STREAMS}
+    path = job.export(dirs, weights=WEIGHTS, name="fsp", export_base=str(tmp_path / "sm"),
+                      warmup=False, protocol_crops=1)
+    serving, sidecar = load_export(path)
+    assert sorted(serving.signature_names) == ["clip", "encoded_frames", "sequence_example",
+                                               "serving_default"]
+    assert sorted(sidecar["serving"]["inputs"]) == ["flow", "rgb"]
+    rng = np.random.default_rng(0)
+    n, h, w = 16, 24, 32
+    frames = rng.integers(0, 255, (n, h, w, 3), dtype=np.uint8)
+    flow = rng.integers(0, 255, (n - 1, h, w, 2), dtype=np.uint8)
+    out = serving.call("serving_default", rgb=frames[None], flow=flow[None])
+    assert out["logits"].shape == (1, K) and out["top_k_classes"].shape == (1, K)
+    # the reference: resize to the stored size, MDI windows, centre view, fused model
+    fused = build_four_stream_model(models, WEIGHTS)
+    views = {}
+    for key, part in (("rgb", sidecar["streams"]["si"]), ("flow", sidecar["streams"]["of"])):
+        proto = InputProtocol(key, part["preprocessing"]["modality"], part["sampling"], S,
+                              "tiny", tuple(part["decoding"]["frame_size"]))
+        sampler = sampling.get_sampler(**part["sampling"])
+        if key == "rgb":
+            views[key] = preprocess_video(resize_frames(frames, proto), sampler=sampler,
+                                          input_size=S, backbone="tiny", num_crops=1)
+        else:
+            big = resize_frames(flow, proto).numpy()
+            views[key] = preprocess_video(None, flow_x=big[..., 0], flow_y=big[..., 1],
+                                          sampler=sampler, modality="flow", input_size=S,
+                                          backbone="tiny", num_crops=1)
+    want = keras.ops.convert_to_numpy(fused(views, training=False)).mean(0)
+    np.testing.assert_allclose(out["logits"].numpy()[0], want, rtol=1e-4, atol=1e-4)
+    # JPEGs and a record with flow: the same as serving_default on the decoded JPEGs
+    rgb_j = [tf.io.encode_jpeg(f).numpy() for f in frames]
+    fx = [tf.io.encode_jpeg(f[..., :1]).numpy() for f in flow]
+    fy = [tf.io.encode_jpeg(f[..., 1:]).numpy() for f in flow]
+    dec = serving.call("serving_default", rgb=np.stack([tf.io.decode_jpeg(j).numpy()
+                                                        for j in rgb_j])[None],
+                       flow=np.stack([np.concatenate([tf.io.decode_jpeg(a).numpy(),
+                                                      tf.io.decode_jpeg(b).numpy()], -1)
+                                      for a, b in zip(fx, fy)])[None])["logits"].numpy()
+    enc = serving.call("encoded_frames", rgb=np.array([rgb_j], dtype=object),
+                       flow=np.array([list(zip(fx, fy))], dtype=object))["logits"].numpy()
+    record = schema.make_example("v", rgb_j, height=h, width=w, frame_rate=25.0, flow_x=fx,
+                                 flow_y=fy).SerializeToString()
+    rec = serving.call("sequence_example", examples=[record])["logits"].numpy()
+    np.testing.assert_allclose(enc, dec, atol=1e-5)
+    np.testing.assert_allclose(rec, dec, atol=1e-5)

@@ -46,7 +46,7 @@ def outcome(fn):
     except Exception as e:   # InvalidArgumentError from the in-graph checks
         return {"error": type(e).__name__, "message": str(e)}
 
-sig = tf.saved_model.load(path).signatures["serving_default"]
+sig = tf.saved_model.load(path).signatures["clip"]
 eager = {c["id"]: outcome(lambda: sig(clip=tf.constant(make(c)))["probabilities"].shape)
          for c in cases}
 session = {}
@@ -57,7 +57,7 @@ except ImportError:
 if tf_session is not None:
     with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
         meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
-        sd = meta.signature_def["serving_default"]
+        sd = meta.signature_def["clip"]
         inp = graph.get_tensor_by_name(sd.inputs["clip"].name)
         out = graph.get_tensor_by_name(sd.outputs["probabilities"].name)
         def run(c):
@@ -127,7 +127,7 @@ def test_signature_rejects_wrong_shapes_in_a_fresh_process(job_export):
     (2, 2, 3, 32, 32, 3) input 4 rows; B=0 failed inside a batchnorm; Inf/NaN gave NaN
     probabilities."""
     _, path = job_export
-    spec = tf.saved_model.load(path).signatures["serving_default"] \
+    spec = tf.saved_model.load(path).signatures["clip"] \
         .structured_input_signature[1]["clip"]
     assert spec.shape.as_list() == [None, 3, SIZE, SIZE, 3]     # static T, S, S, C
     result = call_in_fresh_process(path, CASES)

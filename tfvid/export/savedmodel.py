@@ -11,9 +11,17 @@ Layout written by :func:`export_saved_model`::
 
 The model is written with ``keras.export.ExportArchive`` (what ``model.export()`` uses), never
 ``tf.saved_model.save(keras_model)``: a SavedModel from the latter converts to a TFLite model
-that silently outputs NaN (see DESIGN.md, known traps).
+that silently outputs NaN (see docs/architecture.md, known traps).
 
-Signature ``serving_default``: input ``clip`` float32 (None, T, S, S, C) in the evaluation
+Signatures: with a ``protocol`` (pipelines.export and export_four_stream pass one)
+``serving_default`` takes uint8 frames, ``encoded_frames`` JPEG/PNG strings,
+``sequence_example`` tfvid records, all running the test protocol in the graph
+(tfvid.export.signatures), and ``clip`` the float32 clips below; without one,
+``serving_default`` and ``clip`` are both the float32 clip signature. Every signature also
+returns ``top_k_indices`` int32 (B, k) and ``top_k_classes`` string (B, k), k = min(5, K);
+warmup requests cover every signature.
+
+Signature ``clip``: input ``clip`` float32 (None, T, S, S, C) in the evaluation
 layout (frames sampled, cropped and normalised exactly as at evaluation; T may be None for
 variable-time models); outputs ``logits`` and ``probabilities`` = softmax(logits), both
 float32 (None, num_classes). One view per row: clients batch multi-crop views themselves and
@@ -53,7 +61,11 @@ from tfvid.atomic import public_mode
 log = logging.getLogger(__name__)
 
 SIGNATURE_NAME = "serving_default"
+#: The float32 clip signature (every export has it; TFLite conversion and predict use it).
+CLIP_SIGNATURE = "clip"
 INPUT_NAME = "clip"
+#: The float outputs every signature has (plus top_k_indices and top_k_classes, see
+#: tfvid.export.signatures.OUTPUTS).
 OUTPUT_NAMES = ("logits", "probabilities")
 SIDECAR_FILE = "tfvid.json"
 ASSETS_EXTRA = "assets.extra"
@@ -179,27 +191,30 @@ def _checked_inputs(inputs: dict, specs: dict) -> dict:
     return out
 
 
-def _serving_fn(model, specs: dict, named_inputs: bool = False):
-    """serve(clip) -> {"logits", "probabilities"}; serve(inputs: dict) with named_inputs.
+def _serving_fn(model, specs: dict, named_inputs: bool = False, class_names=None):
+    """serve(clip) -> {"logits", "probabilities", "top_k_indices", "top_k_classes"};
+    serve(inputs: dict) with named_inputs.
 
     Inputs are checked in the graph (`_checked_inputs`); an empty batch skips the model and
-    returns (0, num_classes) outputs."""
+    returns (0, num_classes) outputs (and (0, k) top-k)."""
+    from tfvid.export import signatures as sigs
+
     num_classes = int(model.output_shape[-1])
+    names = sigs.class_names_or_default(class_names, num_classes)
 
     def outputs(x):
         x = _checked_inputs(x, specs)
         first = x[next(iter(specs))]
 
         def run():
-            logits = tf.cast(model(x if named_inputs else x[INPUT_NAME], training=False),
-                             tf.float32)
-            return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+            return tf.cast(model(x if named_inputs else x[INPUT_NAME], training=False),
+                           tf.float32)
 
         def empty():
-            zeros = tf.zeros([0, num_classes], tf.float32)
-            return {"logits": zeros, "probabilities": tf.identity(zeros)}
+            return tf.zeros([0, num_classes], tf.float32)
 
-        return tf.cond(tf.shape(first)[0] > 0, run, empty)
+        logits = tf.cond(tf.shape(first)[0] > 0, run, empty)
+        return sigs.outputs_of(tf.ensure_shape(logits, [None, num_classes]), names)
 
     if named_inputs:
         def serve_named(inputs):
@@ -212,38 +227,61 @@ def _serving_fn(model, specs: dict, named_inputs: bool = False):
 
 
 def write_warmup_requests(path: str, model_name: str, spec,
-                          batch_sizes: Sequence[int] = WARMUP_BATCH_SIZES) -> int:
-    """Writes TF Serving warmup requests (zero clips) to `path`; returns how many.
+                          batch_sizes: Sequence[int] = WARMUP_BATCH_SIZES, *,
+                          signature_name: str = SIGNATURE_NAME, protocol=None,
+                          protocol_signatures: Sequence[str] = ()) -> int:
+    """Writes TF Serving warmup requests to `path`; returns how many.
 
     spec: the TensorSpec of the "clip" input, or a dict {input name: TensorSpec} (one zero
-    tensor per input in every request). Each record is a PredictionLog with a PredictRequest
-    on SIGNATURE_NAME. The tensors are
-    stored compactly (one float value repeated over the shape, as TensorProto allows), so the
-    file stays a few hundred bytes whatever the clip size. Raises ImportError without
+    tensor per input in every request), for the signature `signature_name` (one request per
+    entry of `batch_sizes`). With `protocol` (tfvid.export.signatures.Protocol) also requests
+    for each of `protocol_signatures` (serving_default: black uint8 frames; encoded_frames:
+    black JPEGs; sequence_example: a record of black frames), batch sizes
+    signatures.WARMUP_PROTOCOL_BATCHES. Each record is a PredictionLog with a PredictRequest.
+    Tensors are stored compactly (one value repeated over the shape, as TensorProto allows),
+    so the file stays small whatever the clip size. Raises ImportError without
     tensorflow-serving-api.
     """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+    from tfvid.export import signatures as sigs
+
     specs = spec if isinstance(spec, dict) else {INPUT_NAME: spec}
+    requests = []
+    for b in batch_sizes:
+        inputs = {}
+        for key, one in specs.items():
+            _, t, h, w, c = one.shape.as_list()
+            t = WARMUP_VARIABLE_TIME if t is None else t
+            inputs[key] = tf.make_tensor_proto(0.0, dtype=tf.float32, shape=[int(b), t, h, w, c])
+        requests.append((signature_name, inputs))
+    for name in protocol_signatures if protocol is not None else ():
+        for b in sigs.WARMUP_PROTOCOL_BATCHES:
+            requests.append((name, sigs.warmup_inputs(protocol, name, int(b))))
+    if len(requests) > MAX_WARMUP_REQUESTS:
+        raise ValueError(f"{len(requests)} warmup requests; TF Serving replays at most "
+                         f"{MAX_WARMUP_REQUESTS}")
     with tf.io.TFRecordWriter(path) as writer:
-        for b in batch_sizes:
+        for name, inputs in requests:
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE_NAME))
-            for key, one in specs.items():
-                _, t, h, w, c = one.shape.as_list()
-                t = WARMUP_VARIABLE_TIME if t is None else t
-                request.inputs[key].CopyFrom(
-                    tf.make_tensor_proto(0.0, dtype=tf.float32, shape=[int(b), t, h, w, c]))
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=name))
+            for key, proto in inputs.items():
+                request.inputs[key].CopyFrom(proto)
             record = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(record.SerializeToString())
-    return len(batch_sizes)
+    return len(requests)
+
+
+#: TF Serving reads at most this many warmup records.
+MAX_WARMUP_REQUESTS = 1000
 
 
 def export_saved_model(model, export_base: str, name: str, *, version: int | None = None,
                        clip_shape: Sequence[int | None] | None = None,
                        input_shapes: dict[str, Sequence[int | None]] | None = None,
-                       sidecar: dict[str, Any], warmup: bool = True) -> str:
+                       sidecar: dict[str, Any], warmup: bool = True, protocol=None,
+                       protocol_model=None) -> str:
     """Exports a Keras clip classifier to export_base/name/<version>/ and returns that path.
 
     Args:
@@ -256,15 +294,23 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
       clip_shape: (T, S, S, C) of one clip (T None = variable time): input "clip".
       input_shapes: instead of clip_shape, {input name: (T, S, S, C)} for several inputs.
       sidecar: JSON-serialisable dict (class_names, model / sampling / preprocessing config...)
-        written to assets.extra/tfvid.json with the signature description added under
-        "signature".
+        written to assets.extra/tfvid.json with the signature descriptions added under
+        "signature" (the float32 clip signature), "signatures" (all) and "serving".
       warmup: write assets.extra/tf_serving_warmup_requests (skipped with a warning when
         tensorflow-serving-api is not installed).
+      protocol: a tfvid.export.signatures.Protocol: adds the signatures that run the test
+        protocol in the graph (serving_default: uint8 frames, encoded_frames, sequence_example;
+        see tfvid.export.signatures) beside "clip". Without it, serving_default and "clip" are
+        both the float32 clip signature.
+      protocol_model: the model those signatures run (default `model`; e.g. the variable-T
+        model of the evaluate job, sharing `model`'s variables or holding its own).
 
     The SavedModel is first written to a hidden temporary folder beside the version folders
     (TF Serving ignores non-integer names) and renamed into place when complete.
     """
     import keras
+
+    from tfvid.export import signatures as sigs
 
     specs = input_specs(clip_shape, input_shapes)
     if not name or os.sep in name or name.startswith("."):
@@ -279,6 +325,28 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
                               f"--version or 0 for the next one")
 
     num_classes = int(model.output_shape[-1])
+    names = sigs.class_names_or_default(sidecar.get("class_names"), num_classes)
+    clip_name = CLIP_SIGNATURE if protocol is not None else SIGNATURE_NAME
+    endpoints = []         # (signature name, fn, input_signature, specs for the sidecar)
+    named = input_shapes is not None
+    clip_fn = _serving_fn(model, specs, named, names)
+    clip_sig = [specs if named else specs[INPUT_NAME]]
+    if protocol is not None:
+        runner = protocol_model if protocol_model is not None else model
+        for sig_name, encoded in ((sigs.FRAMES_SIGNATURE, False),
+                                  (sigs.ENCODED_SIGNATURE, True)):
+            fspecs = sigs.frames_specs(protocol, encoded=encoded)
+            endpoints.append((sig_name, _dict_fn(sigs.frames_fn(runner, protocol, names,
+                                                                encoded=encoded)),
+                              [fspecs], fspecs))
+        endpoints.append((sigs.RECORD_SIGNATURE, sigs.records_fn(runner, protocol, names),
+                          [sigs.RECORDS_SPEC], {sigs.RECORDS_INPUT: sigs.RECORDS_SPEC}))
+        endpoints.append((CLIP_SIGNATURE, clip_fn, clip_sig, specs))
+    else:
+        endpoints.append((SIGNATURE_NAME, clip_fn, clip_sig, specs))
+        endpoints.append((CLIP_SIGNATURE, _serving_fn(model, specs, named, names), clip_sig,
+                          specs))
+
     full_sidecar = dict(sidecar)
     full_sidecar.setdefault("class_names", None)
     full_sidecar.update({
@@ -287,8 +355,13 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
         "version": version,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "num_classes": num_classes,
-        "signature": _signature_description(specs, num_classes),
+        "signature": _signature_description(specs, num_classes, clip_name),
+        "signatures": {n: sigs.signature_description(sp, num_classes)
+                       for n, _, _, sp in endpoints},
+        "top_k": sigs.top_k(num_classes),
     })
+    if protocol is not None:
+        full_sidecar["serving"] = protocol.describe()
     sidecar_text = json.dumps(full_sidecar, indent=2, sort_keys=True)  # fail before writing
     # the reader's checks, before anything is written (class names vs the model's classes,
     # input_shape / sampling / preprocessing vs the signature), on the JSON as stored
@@ -301,9 +374,10 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        named = input_shapes is not None
-        archive.add_endpoint(SIGNATURE_NAME, _serving_fn(model, specs, named),
-                             input_signature=[specs if named else specs[INPUT_NAME]])
+        if protocol_model is not None and protocol_model is not model:
+            archive.track(protocol_model)
+        for sig_name, fn, input_signature, _ in endpoints:
+            archive.add_endpoint(sig_name, fn, input_signature=input_signature)
         archive.write_out(tmp, verbose=False)
         extra = os.path.join(tmp, ASSETS_EXTRA)
         os.makedirs(extra, exist_ok=True)
@@ -311,7 +385,15 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
             f.write(sidecar_text + "\n")
         if warmup:
             try:
-                write_warmup_requests(os.path.join(extra, WARMUP_FILE), name, specs)
+                others = [n for n, *_ in endpoints if n != clip_name]
+                if protocol is None:
+                    # serving_default and clip: the same clip function under two names
+                    write_warmup_requests(os.path.join(extra, WARMUP_FILE), name, specs)
+                    _append_clip_warmup(os.path.join(extra, WARMUP_FILE), name, specs, others)
+                else:
+                    write_warmup_requests(os.path.join(extra, WARMUP_FILE), name, specs,
+                                          signature_name=clip_name, protocol=protocol,
+                                          protocol_signatures=others)
             except ImportError:
                 warnings.warn("tensorflow-serving-api is not installed: no TF Serving warmup "
                               "requests written (pip install tensorflow-serving-api)")
@@ -326,25 +408,51 @@ def export_saved_model(model, export_base: str, name: str, *, version: int | Non
     return final
 
 
+def _dict_fn(fn):
+    """fn(inputs: dict) as a one-argument function (the endpoint's input is a dict of specs)."""
+    def serve(inputs):
+        return fn(dict(inputs))
+    return serve
+
+
+def _append_clip_warmup(path: str, model_name: str, specs: dict, names: Sequence[str]) -> None:
+    """Adds one batch-1 request per name in `names` (float32 clip signatures) to the warmup
+    file written by write_warmup_requests."""
+    old = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+    tmp = path + ".tmp"
+    for sig_name in names:
+        write_warmup_requests(tmp, model_name, specs, (1,), signature_name=sig_name)
+        old += list(tf.data.TFRecordDataset(tmp).as_numpy_iterator())
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    with tf.io.TFRecordWriter(path) as writer:
+        for raw in old:
+            writer.write(raw)
+
+
 class LoadedExport:
-    """A loaded export: call with a clip batch (B, T, S, S, C) -> {"logits", "probabilities"}
-    (several named inputs: ``loaded(rgb=..., flow=...)`` or ``loaded({"rgb": ..., ...})``).
+    """A loaded export: call with a clip batch (B, T, S, S, C) -> {"logits", "probabilities",
+    "top_k_indices", "top_k_classes"} through the float32 "clip" signature (several named
+    inputs: ``loaded(rgb=..., flow=...)`` or ``loaded({"rgb": ..., ...})``).
+    ``loaded.call(signature_name, **inputs)`` runs any other signature (serving_default,
+    encoded_frames, sequence_example).
 
     Keeps a reference to the loaded SavedModel object (the signature's variables live as long
-    as it does).
+    as it does). Exports written before the "clip" signature existed: their serving_default.
     """
 
     def __init__(self, path: str):
         self.path = path
         self.saved_model = tf.saved_model.load(path)
-        if SIGNATURE_NAME not in self.saved_model.signatures:
-            raise ValueError(f"{path}: no {SIGNATURE_NAME!r} signature (found "
-                             f"{sorted(self.saved_model.signatures)})")
-        self.signature = self.saved_model.signatures[SIGNATURE_NAME]
+        self.signature = clip_signature(self.saved_model, path)
+
+    @property
+    def signature_names(self) -> list[str]:
+        return sorted(self.saved_model.signatures)
 
     @property
     def input_specs(self) -> dict[str, tf.TensorSpec]:
-        """{input name: TensorSpec} of the signature."""
+        """{input name: TensorSpec} of the clip signature."""
         return dict(self.signature.structured_input_signature[1])
 
     @property
@@ -359,16 +467,39 @@ class LoadedExport:
         return self.signature(**{k: tf.convert_to_tensor(v, tf.float32)
                                  for k, v in inputs.items()})
 
+    def call(self, signature_name: str, **inputs) -> dict[str, tf.Tensor]:
+        """Runs signature `signature_name` on inputs converted to its dtypes."""
+        if signature_name not in self.saved_model.signatures:
+            raise ValueError(f"{self.path}: no {signature_name!r} signature (found "
+                             f"{self.signature_names})")
+        sig = self.saved_model.signatures[signature_name]
+        specs = sig.structured_input_signature[1]
+        return sig(**{k: tf.convert_to_tensor(v, specs[k].dtype) for k, v in inputs.items()})
+
+
+def clip_signature(saved_model, path: str = "the export"):
+    """The float32 clip signature of a loaded export: "clip", else (older exports) a
+    serving_default whose inputs are float32."""
+    sigs = saved_model.signatures
+    if CLIP_SIGNATURE in sigs:
+        return sigs[CLIP_SIGNATURE]
+    if SIGNATURE_NAME in sigs and all(
+            v.dtype == tf.float32
+            for v in sigs[SIGNATURE_NAME].structured_input_signature[1].values()):
+        return sigs[SIGNATURE_NAME]
+    raise ValueError(f"{path}: no {CLIP_SIGNATURE!r} signature (found {sorted(sigs)})")
+
 
 class SidecarError(ValueError):
     """The sidecar (assets.extra/tfvid.json) is unreadable, lacks a field, or contradicts the
     export's signature. The message names the file and the field."""
 
 
-def _signature_description(specs: dict[str, tf.TensorSpec], num_classes: int) -> dict:
-    """The sidecar's "signature" entry for these input specs."""
+def _signature_description(specs: dict[str, tf.TensorSpec], num_classes: int,
+                           name: str = SIGNATURE_NAME) -> dict:
+    """The sidecar's "signature" entry (the float32 clip signature) for these input specs."""
     return {
-        "name": SIGNATURE_NAME,
+        "name": name,
         "inputs": {k: {"dtype": "float32", "shape": v.shape.as_list()} for k, v in specs.items()},
         "outputs": {k: {"dtype": "float32", "shape": [None, num_classes]} for k in OUTPUT_NAMES},
     }
@@ -466,8 +597,22 @@ def validate_sidecar(sidecar: Any, source: str, *, inputs: dict[str, list] | Non
     if not isinstance(sig, dict) or not isinstance(sig.get("inputs"), dict) \
             or not sig["inputs"] or not isinstance(sig.get("outputs"), dict):
         err(f"'signature' must have 'inputs' and 'outputs' objects, got {sig!r:.200}")
-    if sig.get("name", SIGNATURE_NAME) != SIGNATURE_NAME:
-        err(f"'signature.name' is {sig['name']!r}, expected {SIGNATURE_NAME!r}")
+    if sig.get("name", SIGNATURE_NAME) not in (SIGNATURE_NAME, CLIP_SIGNATURE):
+        err(f"'signature.name' is {sig['name']!r}, expected {CLIP_SIGNATURE!r} (or "
+            f"{SIGNATURE_NAME!r} in exports without in-graph preprocessing)")
+    others = sidecar.get("signatures")
+    if others is not None and (not isinstance(others, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("inputs"), dict) for v in others.values())):
+        err(f"'signatures' must map signature names to {{\"inputs\": ..., \"outputs\": ...}}, "
+            f"got {others!r:.200}")
+    if inputs is not None and others and sorted(inputs) != sorted(sig["inputs"]):
+        # the loaded signature is another one of the export (e.g. serving_default of uint8
+        # frames): it must be listed under "signatures" with these inputs
+        for desc in others.values():
+            listed = {k: v.get("shape") for k, v in desc["inputs"].items()}
+            if listed == {k: list(v) for k, v in inputs.items()}:
+                inputs = None
+                break
     shapes = {}
     for key, desc in sig["inputs"].items():
         field = f"'signature.inputs.{key}'"
