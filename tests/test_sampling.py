@@ -1,4 +1,5 @@
 """Frame sampling: docs/tsn.md, docs/stnet.md, docs/dynamic_images.md, against plain-Python reference rules."""
+import math
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -257,3 +258,88 @@ def test_stnet_short_video_rule_sampler_properties():
     assert sampling.stnet_test_segments(24, 25, 5, 0) == 25
     with pytest.raises(ValueError, match="min_segments"):
         StNetSampler(min_segments=-1)
+
+
+# ------------------------------------------- feature samplers: DIN (TSN K=8) and VideoMap
+def ref_spread_train(n, t, u):
+    """VideoMap training positions: the frame holding point k + u_k of bin k (Python floats)."""
+    return [min(max(math.floor((k + u[k]) * n / t), 0), max(n - 1, 0)) for k in range(t)]
+
+
+def test_din_is_tsn_segment_rule_with_8_segments():
+    """DIN samples with TSN's segment rule, K = 8: TSNSampler(num_segments=8) as it is."""
+    din = TSNSampler(num_segments=8)
+    assert (din.num_steps("train"), din.num_steps("val"), din.frames_per_step()) == (8, 8, 1)
+    for n in (3, 8, 9, 30, 101, 400):
+        assert din(n, "val").numpy()[:, 0].tolist() == ref_val(n, 8, 1)
+        assert din(n, "test").numpy()[:, 0].tolist() == ref_test(n, 25, 1)
+        d = n // 8
+        for s in range(5):
+            got = din(n, "train", [s, 8]).numpy()[:, 0]
+            if d > 0:
+                assert all(k * d <= v < (k + 1) * d for k, v in enumerate(got)), (n, got)
+            else:
+                assert list(got) == sorted(got) and got.max() < max(n, 1)
+
+
+@pytest.mark.parametrize("t", [25, 64, 100, 256])
+def test_videomap_uniform_val_test_are_bin_centres(t):
+    """UniformSampler(T), T = 25..256: the frame holding each bin's centre in val and test
+    (TSN's test formula; for n > T TSN's val rule too), repeated frames when n < T."""
+    sampler = UniformSampler(t)
+    ns = tf.range(1, 601)
+    both = tf.function(lambda ns: [tf.map_fn(lambda n: sampler(n, mode)[:, 0], ns)
+                                   for mode in ("val", "test")])
+    val, test = (x.numpy() for x in both(ns))
+    for n in range(1, 601):
+        want = [min(v, n - 1) for v in ref_test(n, t, 1)]
+        assert val[n - 1].tolist() == want == test[n - 1].tolist(), (n, t)
+        if n > t:
+            assert want == ref_val(n, t, 1)
+            assert len(set(want)) == t                      # distinct frames
+        else:                                               # repeats: every frame is used
+            assert sorted(set(want)) == list(range(n))
+    assert sampler(0, "test").numpy()[:, 0].tolist() == [0] * t
+
+
+@pytest.mark.parametrize("t", [25, 256])
+def test_videomap_uniform_train_jitters_within_bins(t):
+    sampler = UniformSampler(t)
+    seen = {n: set() for n in (10, 300, 1000)}
+    for s in range(30):
+        seed = tf.constant([s, 4], tf.int64)
+        u = tf.random.stateless_uniform([t], seed, dtype=tf.float64).numpy()
+        for n in seen:
+            got = sampler(n, "train", seed).numpy()[:, 0].tolist()
+            assert got == ref_spread_train(n, t, u), (n, s)
+            assert got == sorted(got)
+            assert all(math.floor(k * n / t) <= v <= math.ceil((k + 1) * n / t) - 1
+                       for k, v in enumerate(got))
+            seen[n].update(got)
+    assert seen[10] == set(range(10))                     # n < T: repeats of every frame
+    if t == 256:   # the bins cover the whole video; TSN's (d = 1) never reach frame 256
+        assert seen[300] == set(range(300))
+        assert max(segment_starts(300, t, mode="train", seed=[s, 0]).numpy().max()
+                   for s in range(5)) == 255
+    else:
+        assert min(seen[1000]) < 40 and max(seen[1000]) >= 960 and len(seen[1000]) > 400
+    # reproducible, in graphs too; jitter=False: the centres in train
+    f = tf.function(lambda n, s: sampler(n, "train", s))
+    np.testing.assert_array_equal(f(tf.constant(300), tf.constant([1, 2], tf.int64)),
+                                  sampler(300, "train", [1, 2]))
+    assert (UniformSampler(t, jitter=False)(300, "train", [1, 2]).numpy()
+            == sampler(300, "test").numpy()).all()
+    with pytest.raises(ValueError, match="seed"):
+        sampler(300, "train")
+
+
+def test_videomap_uniform_config_and_spread_positions():
+    s = UniformSampler(64, jitter=False)
+    assert s.config() == {"name": "uniform", "num_frames": 64, "jitter": False}
+    assert get_sampler(**s.config()) == s
+    assert get_sampler("uniform", num_frames=8) == UniformSampler(8)        # old sidecars
+    assert (s.num_steps("train"), s.num_steps("test"), s.frames_per_step()) == (64, 64, 1)
+    assert sampling.spread_positions(5, 8, "val").numpy().tolist() == [0, 0, 1, 2, 2, 3, 4, 4]
+    assert sampling.spread_positions(30, 3).numpy().tolist() == [5, 15, 25]
+    with pytest.raises(ValueError, match="num_positions"):
+        sampling.spread_positions(30, 0)

@@ -18,6 +18,9 @@ Storage layouts (chosen from `files`):
                     `<video_dir> <num_frames> <label>`, video_dir relative to the list's folder,
                     holding img_00001.jpg ... (1-based) and n-1 grayscale flow_x_00001.jpg /
                     flow_y_00001.jpg. Only the sampled files are read (tf.io.read_file).
+  feature shards    build_dataset(..., feature=<name>): TFRecord shards of cached per-frame
+                    features (FEATURE/<name>/floats, pipelines/extract_features.py); the
+                    sampled rows are the clip, (B, T, D) / (B, 1, T, D) (DIN, VideoMap).
 
 Order and randomness: training reads every epoch a fresh permutation of ALL videos of its
 pipeline (stateless_shuffle seeded by fold_in([seed, 1], pipeline id) and the epoch), so batches
@@ -443,9 +446,9 @@ def _epochs(table, num, *, training, repeat, seed):
 def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_size=224,
                   backbone="resnet50", num_crops=1, seed=0, input_context=None, repeat=None,
                   shuffle_buffer=64, drop_remainder=None, num_parallel_calls=tf.data.AUTOTUNE,
-                  cache=False, kernels=None, num_classes=None, bad_data="mark"):
+                  cache=False, kernels=None, num_classes=None, bad_data="mark", feature=None):
     """Batches of {'clip', 'label', 'id', 'valid', 'problem'} from TFRecord shards or raw-frame
-    list files.
+    list files, or (feature=<name>) of cached per-frame features from feature shards.
 
     files: path, glob pattern or a list of them (TFRecord shards, or `*.list` files).
     sampler: a tfvid.data.sampling sampler (indices (T, L) per video).
@@ -482,14 +485,36 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
     Per clip only reading, decoding of the crop window (uint8), channel stacking, the flip
     and the resize run (uint8 with the kernels); RGB differences and normalisation run once
     per batch.
+
+    feature: None (frames), or the name of cached per-frame features (TFRecord shards of
+    pipelines/extract_features.py, or any records with FEATURE/<name>/floats; DIN, VideoMap):
+    each record's m feature rows are its "frames". The sampler gives row indices over the m
+    rows (one row per step: a sampler with frames_per_step() > 1, or whose T depends on the
+    video, is refused with ValueError) and the sampled rows are gathered as they are (no
+    decoding, cropping or normalisation; modality, backbone, input_size, num_crops and
+    kernels are ignored). clip float32 (B, T, D) in train, (B, 1, T, D) in val/test (one
+    view). D (static) is the FEATURE/<name>/dimension of the first record holding the
+    features (`feature_dimension`, read once when the dataset is built). A record lacking
+    the features, or whose dimension (context, or the length of a row) differs from D, is
+    invalid (valid False, problem "video <id> (<shard> record <k>): <reason>", zeros clip)
+    and follows `bad_data` like other bad data. Order, per-epoch shuffling, seeds (the
+    sampling seed of element i is the one the frame path uses) and exact resume are those of
+    frame records.
     """
-    channels = _check_args(sampler, modality, mode, num_crops, backbone)
     if bad_data not in BAD_DATA:
         raise ValueError(f"bad_data must be one of {BAD_DATA}, got {bad_data!r}")
+    if feature is not None:
+        channels = None
+        _check_feature_args(sampler, mode, feature)
+    else:
+        channels = _check_args(sampler, modality, mode, num_crops, backbone)
     training = mode == "train"
     repeat = training if repeat is None else repeat
     drop_remainder = training if drop_remainder is None else drop_remainder
     layout, paths = _resolve_files(files)
+    if feature is not None and layout != "tfrecord":
+        raise ValueError(f"build_dataset: features {feature!r} are read from TFRecord shards, "
+                         f"got list files {paths}")
     num_pipes, pipe_id = 1, 0
     if input_context is not None:
         num_pipes, pipe_id = input_context.num_input_pipelines, input_context.input_pipeline_id
@@ -497,7 +522,9 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
     base_seed = tf.random.experimental.stateless_fold_in(as_seed(int(seed)), pipe_id)
     order_seed = tf.random.experimental.stateless_fold_in(
         tf.constant([int(seed), 1], tf.int64), pipe_id)
-    is_flow = modality == "flow"
+    is_flow = modality == "flow" and feature is None
+    if feature is not None:
+        kernels = False
     if kernels is None:
         from tfvid.data import kernels as fused
         kernels = training and fused.available()
@@ -575,6 +602,18 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
             if repeat and not training:
                 ds = ds.repeat()
 
+        if feature is not None:
+            dim = feature_dimension(paths, feature)
+
+        def load_features(index, rec):
+            clip, ok, reason, video_id, label = _load_feature_record(
+                rec["serialized"], feature, dim, sampler=sampler, mode=mode,
+                seed=(tf.random.experimental.stateless_fold_in(base_seed, index) if training
+                      else None), label_check=label_check)
+            where = tf.strings.join([rec["path"], " record ",
+                                     tf.strings.as_string(rec["record"])])
+            return output(clip, ok, reason, video_id, where, label)
+
         def load(index, rec):
             ex = schema.parse_example(rec["serialized"], with_flow=is_flow)
             where = tf.strings.join([rec["path"], " record ",
@@ -637,6 +676,16 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
             reason = pick((label_ok, label_reason), (tf.logical_not(bad_jpeg), jpeg_reason))
             return output(clip, ok, reason, meta["id"], meta["where"], tf.cast(label, tf.int32))
 
+    if feature is not None:
+        ds = ds.enumerate().map(load_features, num_parallel_calls=num_parallel_calls,
+                                deterministic=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder,
+                      num_parallel_calls=num_parallel_calls, deterministic=True)
+        shape = [sampler.num_steps(mode), dim]
+        shape = tf.TensorShape([None] + (shape if training else [1] + shape))
+        ds = ds.map(lambda b: {**b, "clip": tf.ensure_shape(b["clip"], shape)},
+                    num_parallel_calls=num_parallel_calls, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
     ds = ds.enumerate().map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
     if sampler.variable_length:
         ds = _batch_variable_length(ds, batch_size, drop_remainder,
@@ -654,6 +703,111 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
         return {**batch, "clip": tf.ensure_shape(clip, shape)}
     ds = ds.map(finish, num_parallel_calls=num_parallel_calls, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# ------------------------------------------------------------------- cached feature records
+def _check_feature_args(sampler, mode, feature):
+    if mode not in ("train", "val", "test"):
+        raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
+    if not isinstance(feature, str) or not feature or "/" in feature:
+        raise ValueError(f"build_dataset: feature must be a feature name such as 'rgb' "
+                         f"(FEATURE/<name>/floats), got {feature!r}")
+    if sampler.frames_per_step() != 1:
+        raise ValueError(f"build_dataset: features {feature!r} take one feature row per time "
+                         f"step (new_length 1); the {sampler.name!r} sampler "
+                         f"{sampler.config()} stacks {sampler.frames_per_step()} frames per "
+                         f"step (use e.g. TSNSampler(8) or UniformSampler(T))")
+    if sampler.variable_length or sampler.num_steps(mode) is None:
+        raise ValueError(f"build_dataset: features {feature!r} need a sampler with a fixed T; "
+                         f"the {sampler.name!r} sampler {sampler.config()} varies by video")
+
+
+def feature_dimension(files, feature: str, *, max_records: int = 1000) -> int:
+    """D of the cached features `feature`: FEATURE/<feature>/dimension of the first record
+    (in file order) that holds them (the length of its first row when the context lacks the
+    dimension). ValueError naming the files when none of the first `max_records` records
+    holds them."""
+    _, paths = _resolve_files(files)
+    dim_key, rows_key = schema.feature_dim_key(feature), schema.feature_key(feature)
+    seen, first_names = 0, None
+    for path in paths:
+        records = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz")
+                                          else "")
+        try:
+            for raw in records.take(max_records - seen):
+                seen += 1
+                ex = tf.train.SequenceExample.FromString(raw.numpy())
+                ctx, lists = ex.context.feature, ex.feature_lists.feature_list
+                if dim_key in ctx and ctx[dim_key].int64_list.value and \
+                        ctx[dim_key].int64_list.value[0] > 0:
+                    return int(ctx[dim_key].int64_list.value[0])
+                if rows_key in lists and lists[rows_key].feature and \
+                        lists[rows_key].feature[0].float_list.value:
+                    return len(lists[rows_key].feature[0].float_list.value)
+                if first_names is None:
+                    first_names = sorted({k.split("/")[1] for k in list(ctx) + list(lists)
+                                          if k.startswith("FEATURE/") and k.count("/") >= 2})
+        except tf.errors.DataLossError:
+            continue                    # a corrupt shard: build_dataset names it when read
+        if seen >= max_records:
+            break
+    raise ValueError(f"no features {feature!r} (FEATURE/{feature}/floats) in the first {seen} "
+                     f"records of {paths if len(paths) < 5 else files}; the first record holds "
+                     f"features {first_names or []}")
+
+
+def _load_feature_record(serialized, name, dim, *, sampler, mode, seed, label_check):
+    """One feature record -> (clip float32 (T, D) (train) or (1, T, D), ok, reason, id, label):
+    the sampled rows of FEATURE/<name>/floats, zeros when the record is not ok (no rows,
+    another dimension in its context or in a row, or a bad label)."""
+    dim_key = schema.feature_dim_key(name)
+    ctx, seq = tf.io.parse_single_sequence_example(
+        serialized,
+        {schema.ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
+         schema.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
+         dim_key: tf.io.FixedLenFeature([], tf.int64, default_value=0)},
+        {schema.feature_key(name): tf.io.VarLenFeature(tf.float32)})
+    labels = tf.sparse.to_dense(ctx[schema.LABEL_INDEX])
+    label = tf.cond(tf.size(labels) > 0, lambda: tf.cast(labels[0], tf.int32),
+                    lambda: tf.constant(schema.NO_LABEL, tf.int32))
+    rows = seq[schema.feature_key(name)]                       # sparse (m, max row length)
+    m = tf.cast(rows.dense_shape[0], tf.int32)
+    lengths = tf.math.bincount(tf.cast(rows.indices[:, 0], tf.int32), minlength=m, maxlength=m)
+    ctx_dim = tf.cast(ctx[dim_key], tf.int32)
+    has_rows = m > 0
+    dim_ok = tf.logical_or(tf.equal(ctx_dim, 0), tf.equal(ctx_dim, dim))
+    wrong = tf.not_equal(lengths, dim)
+    rows_ok = tf.logical_not(tf.reduce_any(wrong))
+    # the first row of another length (a sentinel keeps argmax defined when m = 0)
+    bad_row = tf.argmax(tf.concat([tf.cast(wrong, tf.int32), [0]], 0), output_type=tf.int32)
+    bad_length = tf.gather(tf.concat([lengths, [0]], 0), bad_row)
+    label_ok, label_reason = label_check(label)
+    shape_ok = has_rows & dim_ok & rows_ok
+    ok = shape_ok & label_ok
+    reasons = (
+        (has_rows, tf.constant(f"no features {name!r} (FEATURE/{name}/floats is missing or "
+                               f"empty)")),
+        (dim_ok, tf.strings.join([f"features {name!r} have dimension ",
+                                  tf.strings.as_string(ctx_dim),
+                                  f" (FEATURE/{name}/dimension), expected {dim} (the first "
+                                  f"record's)"])),
+        (rows_ok, tf.strings.join([f"features {name!r}: row ", tf.strings.as_string(bad_row),
+                                   " has ", tf.strings.as_string(bad_length),
+                                   f" values, expected dimension {dim}"])),
+        (label_ok, label_reason))
+    reason = tf.constant("")
+    for case_ok, case_reason in reversed(reasons):
+        reason = tf.where(case_ok, reason, case_reason)
+    s_sample = None
+    if mode == "train":
+        s_sample = tf.unstack(tf.random.experimental.stateless_split(as_seed(seed), 3))[0]
+    idx = tf.reshape(sampler(tf.maximum(m, 1), mode, s_sample), [-1])      # (T,)
+    clip = tf.cond(ok, lambda: tf.gather(tf.reshape(tf.sparse.to_dense(rows), [m, dim]), idx),
+                   lambda: tf.zeros([tf.size(idx), dim], tf.float32))
+    clip = tf.ensure_shape(clip, [sampler.num_steps(mode), dim])
+    if mode != "train":
+        clip = clip[None]
+    return clip, ok, reason, ctx[schema.ID], label
 
 
 def _gzip_records(paths, training, repeat, seed, num_pipes, pipe_id, shuffle_buffer,

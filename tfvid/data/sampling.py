@@ -250,8 +250,20 @@ class DenseSampler(_Sampler):
 
 @dataclasses.dataclass(frozen=True)
 class UniformSampler(_Sampler):
-    """One frame per segment with the TSN rules (DIN: 8 frames; VideoMap: 25..256). (T, 1)."""
+    """T = `num_frames` positions spread uniformly over the whole video in every mode
+    (`spread_positions`; VideoMap: T = 25..256). (T, 1).
+
+    The n frames (or feature rows) are cut into T equal bins [k n/T, (k+1) n/T); each step is
+    the frame holding one point of its bin: the centre in val/test (TSN's test rule
+    floor(tick/2 + tick k), tick = n/T; for n > T also TSN's val rule), a uniform point in
+    train (jitter=True; jitter=False: the centre in train too). Positions never decrease, and
+    a video of fewer than T frames repeats frames. Unlike TSN's segment rule the training bins
+    cover the whole video (TSN: bins of floor(n/T) frames, the rest never sampled) and short
+    videos get spread positions, not frame 0. DIN's "TSN segment rule, K = 8" is exactly
+    TSNSampler(num_segments=8) (test: its test_segments snippets).
+    """
     num_frames: int = 8
+    jitter: bool = True
     name: ClassVar[str] = "uniform"
 
     def num_steps(self, mode):
@@ -261,7 +273,35 @@ class UniformSampler(_Sampler):
         return 1
 
     def __call__(self, num_frames, mode, seed=None):
-        return segment_starts(num_frames, self.num_frames, 1, mode, seed)[:, None]
+        return spread_positions(num_frames, self.num_frames, mode, seed,
+                                jitter=self.jitter)[:, None]
+
+
+def spread_positions(num_frames, num_positions: int, mode: str = "val", seed=None, *,
+                     jitter: bool = True) -> tf.Tensor:
+    """T positions spread uniformly over an n-frame video, int32 (T,), 0-based, sorted.
+
+    Bin k = [k n/T, (k+1) n/T). val/test (and train with jitter=False): the frame holding the
+    bin's centre, TSN's test rule floor(tick/2 + tick k) with tick = n/T (float64, as
+    segment_starts(n, T, 1, 'test')). train: floor((k + u_k) n / T), u_k ~ U[0, 1) (float64,
+    stateless, one draw per bin). Clamped to [0, n-1]; n < T: positions repeat (the frame
+    holding each point).
+    """
+    _check_mode(mode)
+    t_n = int(num_positions)
+    if t_n < 1:
+        raise ValueError(f"num_positions must be >= 1, got {t_n}")
+    n = tf.cast(num_frames, tf.int32)
+    last = tf.maximum(n - 1, 0)
+    if mode != "train" or not jitter:
+        return tf.minimum(segment_starts(n, t_n, 1, "test"), last)
+    u = tf.random.stateless_uniform([t_n], _train_seed(seed, "spread_positions"),
+                                    dtype=tf.float64)
+    # divide_no_nan, not `/`: Grappler rewrites x / const as x * (1 / const) in graphs (see
+    # segment_starts), which would break float64 parity with Python's floor((k + u) * n / T).
+    pos = tf.math.divide_no_nan((tf.range(t_n, dtype=tf.float64) + u) * tf.cast(n, tf.float64),
+                                tf.constant(t_n, tf.float64))
+    return tf.clip_by_value(tf.cast(tf.floor(pos), tf.int32), 0, last)
 
 
 @dataclasses.dataclass(frozen=True)
