@@ -122,7 +122,8 @@ def test_job_converts_beside_the_version(stnet_export, capsys):
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
     with flagsaver.flagsaver(export_dir=model_dir, output=None, time_steps=None, optimize="none",
-                             parity_samples=1, atol=1e-4):
+                             quantize="none", uint8_input=False, eval_data=None,
+                             latency_runs=2, parity_samples=1, atol=1e-4):
         job.main(["convert_tflite"])
     out = capsys.readouterr().out
     target = os.path.join(model_dir, "1.tflite")
@@ -132,6 +133,13 @@ def test_job_converts_beside_the_version(stnet_export, capsys):
     assert report["input_shape"] == [1, 4, SIZE, SIZE, 3 * N]     # sidecar test_segments
     assert report["class_names"] == list("abcde")
     assert report["parity"]["max_abs_diff"] < 1e-4
+    assert report["quantize"] == "none" and report["input_dtype"] == "float32"
+    assert report["parity"]["top1_agreement"] == 1.0 and report["parity"]["clips"] == 1
+    assert set(report["latency_ms"]) == {"1_threads_ms", "2_threads_ms"}
+    assert "top-1 agreement 100.0%" in out and "latency per clip" in out
+    assert job.default_output(path, "int8", True) == target[:-len(".tflite")] + \
+        "-int8-uint8.tflite"
+    assert job.default_output(path, "float16") == target[:-len(".tflite")] + "-float16.tflite"
     with pytest.raises(SystemExit, match="convert_tflite failed"):
         with flagsaver.flagsaver(export_dir=os.path.join(model_dir, "missing")):
             job.main(["convert_tflite"])
