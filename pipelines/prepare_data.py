@@ -10,6 +10,12 @@ in <output_dir>/<split>-rejects.tsv, truncated ones kept in part in <split>-part
 prepare per split at a time (a lock file <output_dir>/.<split>.lock); a video id in two splits
 of one output_dir is refused.
 
+--format=jester reads Jester and Something-Something v1: each video is a folder of JPEG frames
+(<videos_dir>/<id>/00001.jpg ...) listed in semicolon-separated CSVs (id;label). With
+--frame_size=original the stored JPEG files go into the records byte for byte (no re-encoding);
+a resize decodes, resizes and encodes each frame once. Frame folders are at --frame_folder_fps
+(Jester: 12), recorded as the records' frame rate.
+
 Splits of --format=folder / csv: split folders (<videos_dir>/<split>/<class>/...) or a CSV
 'split' column (path,label,split); without those, one split gets every video, or
 --val_fraction / --test_fraction hold videos out (seeded by video id, --holdout_seed) and the
@@ -20,6 +26,8 @@ Examples:
       --index=ucfTrainTestlist --split=train1,test1 --output_dir=data/ucf101 --flow=tvl1
   python -m pipelines.prepare_data --format=kinetics --videos_dir=k400 --index=k400/train.csv \\
       --split=train --frame_size=short256 --output_dir=data/k400
+  python -m pipelines.prepare_data --format=jester --videos_dir=20bn-jester-v1 \\
+      --index=jester_csvs --split=train,validation --frame_size=original --output_dir=data/jester
   python -m pipelines.prepare_data --synthetic --videos_dir=/tmp/synth --output_dir=/tmp/synth_tfr
   python -m pipelines.prepare_data --format=folder --videos_dir=my_videos --split=train,val \\
       --val_fraction=0.2 --output_dir=data/mine
@@ -38,23 +46,30 @@ from tfvid.data.prepare import FLOW_METHODS, LAYOUTS, prepare
 from tfvid.lock import LockedError
 
 DEFAULT_SPLITS = {"ucf101": "train1,test1", "hmdb51": "train1,test1", "kinetics": "train,val",
-                  "ssv2": "train,validation"}
+                  "ssv2": "train,validation", "jester": "train,validation"}
 
 FLAGS = flags.FLAGS
 define_flag("enum", "format", "ucf101",
             "Dataset index format: ucf101 (ucfTrainTestlist folder), hmdb51 (folder of "
             "<class>_test_split<N>.txt), kinetics (CSV label,youtube_id,time_start,time_end,"
-            "split), ssv2 (folder of something-something-v2-*.json), folder (one subfolder "
-            "per class, or <split>/<class> folders), csv (path,label[,split]).",
+            "split), ssv2 (folder of something-something-v2-*.json), jester (Jester or "
+            "Something-Something v1: folder of jester-v1-*.csv / something-something-v1-*.csv "
+            "'id;label' files; each video a folder of JPEG frames <videos_dir>/<id>/00001.jpg), "
+            "folder (one subfolder per class, or <split>/<class> folders), csv "
+            "(path,label[,split]).",
             enum_values=list(FORMATS))
-define_flag("string", "videos_dir", None, "Folder holding the videos. With --synthetic: where "
+define_flag("string", "videos_dir", None, "Folder holding the videos (jester: one frame folder "
+            "per video id). With --synthetic: where "
             "the synthetic set is generated if missing (default "
             "<output_dir>/synthetic_videos).")
 define_flag("string", "index", None, "Split files: the ucfTrainTestlist folder, the HMDB51 split "
             "folder, the Kinetics CSV (or a folder of CSVs), the SSv2 label folder or a "
-            "path,label CSV. For --format=folder it defaults to --videos_dir.")
+            "path,label CSV; jester: the folder of jester-v1-*.csv (or "
+            "something-something-v1-*.csv) files. For --format=folder it defaults to "
+            "--videos_dir.")
 define_flag("string", "split", None, "Split name(s), comma-separated. Defaults: ucf101/hmdb51 "
-            "'train1,test1', kinetics 'train,val', ssv2 'train,validation'; required for "
+            "'train1,test1', kinetics 'train,val', ssv2 and jester 'train,validation' (jester "
+            "test lists are unlabeled); required for "
             "folder and csv: the split folder / split column value, or any name when the "
             "index has no split information (then several splits need --val_fraction / "
             "--test_fraction).")
@@ -82,9 +97,13 @@ define_flag("integer", "workers", os.cpu_count() or 1, "Decoding processes (defa
             "1 runs inline).", lower_bound=1)
 define_flag("string", "frame_size", "340x256", "Stored frame size: WIDTHxHEIGHT (TSN: 340x256), "
             "shortN to resize the short side to N keeping the aspect ratio (e.g. "
-            "short256), or 'original'.")
+            "short256), or 'original' (frame folders of --format=jester: their JPEG files "
+            "are stored unchanged).")
 define_flag("float", "fps", 0.0, "Resample videos to this frame rate; 0 keeps every frame.",
             lower_bound=0.0)
+define_flag("float", "frame_folder_fps", 12.0, "Frame rate of videos stored as folders of "
+            "frame images (--format=jester; Jester and Something-Something v1: 12), recorded "
+            "as the records' frame rate.", lower_bound=1e-3)
 define_flag("enum", "layout", "tfrecord",
             "tfrecord (sharded SequenceExamples), frames (img_00001.jpg folders + "
             "<split>.list, as TSN and mmaction2 read) or both.", enum_values=list(LAYOUTS))
@@ -177,7 +196,7 @@ def main(argv):
                 num_shards=FLAGS.num_shards, frame_size=frame_size, short_side=short_side,
                 fps=FLAGS.fps or None, flow=FLAGS.flow, flow_bound=FLAGS.flow_bound,
                 layout=FLAGS.layout, workers=FLAGS.workers, jpeg_quality=FLAGS.jpeg_quality,
-                progress=FLAGS.progress,
+                progress=FLAGS.progress, frame_folder_fps=FLAGS.frame_folder_fps,
                 shuffle_seed=FLAGS.shuffle_seed if FLAGS.shuffle_seed >= 0 else None))
     except (ValueError, OSError, LockedError) as e:  # bad index/output dir, disk full, in use
         raise SystemExit(f"prepare_data: error: {e}") from e

@@ -71,7 +71,7 @@ def test_ucf101_errors(ucf, tmp_path):
 
 def test_unknown_format_and_missing_paths(ucf, tmp_path):
     videos, index = ucf
-    with pytest.raises(ValueError, match="ucf101, hmdb51, kinetics, ssv2, folder, csv"):
+    with pytest.raises(ValueError, match="ucf101, hmdb51, kinetics, ssv2, jester, folder, csv"):
         load_index("ucf102", videos_dir=videos, index=index, split="train1")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load_index("ucf101", videos_dir=str(tmp_path / "nowhere"), index=index, split="train1")
@@ -191,6 +191,54 @@ def test_ssv2(tmp_path):
     os.remove(index / "something-something-v2-test.json")
     with pytest.raises(FileNotFoundError, match="something-something-v2-test.json"):
         load_index("ssv2", videos_dir=videos, index=str(index), split="test")
+
+
+# ---------------------------------------------------------------- Jester / Something-Something v1
+
+def test_jester_and_ssv1(tmp_path):
+    index, videos = tmp_path / "csv", tmp_path / "frames"
+    os.makedirs(videos)
+    _write(index / "jester-v1-labels.csv", "Swiping Left\nSwiping Right\n\nNo gesture\n")
+    _write(index / "jester-v1-train.csv", "34870;Swiping Right\n56557;No gesture\n", "\r\n")
+    _write(index / "jester-v1-validation.csv", "9223;Swiping Left\n")
+    _write(index / "jester-v1-test.csv", "1;\n2\n")
+    train, classes = load_index("jester", videos_dir=str(videos), index=str(index), split="train")
+    assert classes == ["Swiping Left", "Swiping Right", "No gesture"]
+    assert train == [VideoEntry("34870", os.path.join(str(videos), "34870"), 1, "Swiping Right",
+                                "train", frame_folder=True),
+                     VideoEntry("56557", os.path.join(str(videos), "56557"), 2, "No gesture",
+                                "train", frame_folder=True)]
+    val, _ = load_index("jester", videos_dir=str(videos), index=str(index), split="validation")
+    assert [(e.video_id, e.label) for e in val] == [("9223", 0)]
+    test, _ = load_index("jester", videos_dir=str(videos), index=str(index), split="test")
+    assert [(e.video_id, e.label) for e in test] == [("1", None), ("2", None)]
+    with pytest.raises(ValueError, match="jester split must be train, validation or test"):
+        load_index("jester", videos_dir=str(videos), index=str(index), split="train1")
+    _write(index / "jester-v1-validation.csv", "9223;Juggling\n")
+    with pytest.raises(ValueError, match=r"validation.csv:1: unknown class name 'Juggling'"):
+        load_index("jester", videos_dir=str(videos), index=str(index), split="validation")
+    _write(index / "jester-v1-validation.csv", "9223;Swiping Left\n9223;Swiping Left\n")
+    with pytest.raises(ValueError, match=r"validation.csv:2: video id '9223' already listed"):
+        load_index("jester", videos_dir=str(videos), index=str(index), split="validation")
+    _write(index / "jester-v1-validation.csv", ";Swiping Left\n")
+    with pytest.raises(ValueError, match=r"validation.csv:1: malformed line"):
+        load_index("jester", videos_dir=str(videos), index=str(index), split="validation")
+    os.remove(index / "jester-v1-test.csv")
+    with pytest.raises(FileNotFoundError, match="jester-v1-test.csv"):
+        load_index("jester", videos_dir=str(videos), index=str(index), split="test")
+    # Something-Something v1: the same layout under its own prefix.
+    ss = tmp_path / "ssv1"
+    _write(ss / "something-something-v1-labels.csv",
+           "Holding something\nPutting something on a surface\n")
+    _write(ss / "something-something-v1-train.csv", "100218;Putting something on a surface\n")
+    train, classes = load_index("jester", videos_dir=str(videos), index=str(ss), split="train")
+    assert classes[1] == "Putting something on a surface"
+    assert [(e.video_id, e.label) for e in train] == [("100218", 1)]
+    nothing = tmp_path / "nothing"
+    os.makedirs(nothing)
+    with pytest.raises(FileNotFoundError, match=r"no jester-v1-labels.csv or "
+                       r"something-something-v1-labels.csv in the index folder .*nothing"):
+        load_index("jester", videos_dir=str(videos), index=str(nothing), split="train")
 
 
 # ---------------------------------------------------------------- folder and CSV

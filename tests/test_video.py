@@ -87,8 +87,10 @@ def test_empty_and_missing_files(tmp_path):
         vid.read_video(empty)
     with pytest.raises(vid.VideoError, match="nope.mp4.*not found"):
         vid.read_video(tmp_path / "nope.mp4")
-    with pytest.raises(vid.VideoError, match="directory"):
+    with pytest.raises(vid.VideoError, match="no frame images"):  # a folder is a frame folder
         vid.read_video(tmp_path)
+    with pytest.raises(vid.VideoError, match="frame folder not found"):
+        vid.read_frame_folder(tmp_path / "gone")
 
 
 def test_no_video_stream(tmp_path):

@@ -20,6 +20,12 @@ datasets in their published formats and returns `(entries, class_names)`:
              split-like name -- train, val, validation, test, dev, ... with optional digits --
              and holds class folders only); then the requested split must exist as a folder
              and classes are the sorted class folders of all split folders.
+    jester   (Jester, also Something-Something v1) index = folder with <prefix>-labels.csv (one
+             class name per line, label order), <prefix>-train.csv / -validation.csv ("id;label"
+             lines) and -test.csv ("id" lines, unlabeled); prefix jester-v1 or
+             something-something-v1, detected from the files present. Each video is a folder of
+             frame images videos_dir/<id>/00001.jpg ... (VideoEntry.frame_folder). split
+             "train", "validation" (or "val"), "test".
     csv      index = CSV "path,label[,split]" (header optional); label = class name or integer
              index; path relative to videos_dir; the optional split column names each row's
              split. Classes (from all rows) from classes_file, else sorted names / 0..max.
@@ -31,7 +37,7 @@ for the same seed; every other requested split gets the videos not held out). `c
 refuses requests that would put the same videos in two splits. An index that lists no video
 for the split (empty or header-only file) is an error naming the file.
 
-Labels are 0-based class indices. A video with no label (Kinetics/SSv2 test lists) gets
+Labels are 0-based class indices. A video with no label (Kinetics/SSv2/Jester test lists) gets
 label None; `tfvid.data.prepare.prepare` rejects such entries unless the whole split is
 unlabeled (a test split), in which case they are written without a label.
 
@@ -49,17 +55,19 @@ import re
 from typing import Sequence
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
-FORMATS = ("ucf101", "hmdb51", "kinetics", "ssv2", "folder", "csv")
+FORMATS = ("ucf101", "hmdb51", "kinetics", "ssv2", "jester", "folder", "csv")
 
 
 @dataclasses.dataclass(frozen=True)
 class VideoEntry:
-    """One video of a split. path is absolute; label is a 0-based class index or None."""
+    """One video of a split. path is absolute; label is a 0-based class index or None.
+    frame_folder: the video is a folder of frame images (Jester, Something-Something v1)."""
     video_id: str
     path: str
     label: int | None
     label_name: str | None
     split: str
+    frame_folder: bool = False
 
 
 def load_index(format: str, *, videos_dir: str, index: str | None = None, split: str,
@@ -404,6 +412,68 @@ def _load_ssv2(videos_dir, index, split, classes):
     return entries, classes
 
 
+# ---------------------------------------------------------------- Jester / Something-Something v1
+
+_JESTER_SPLITS = {"train": "train", "validation": "validation", "val": "validation",
+                  "test": "test"}
+JESTER_PREFIXES = ("jester-v1", "something-something-v1")
+
+
+def jester_prefix(index: str) -> str:
+    """The file prefix of a Jester-style index folder: jester-v1 or something-something-v1
+    (or the one other '<prefix>-labels.csv' there). FileNotFoundError naming the folder if
+    none."""
+    if not os.path.isdir(index):
+        raise FileNotFoundError(f"jester index {index!r} must be the folder holding "
+                                "jester-v1-labels.csv / -train.csv / -validation.csv / "
+                                "-test.csv (or the something-something-v1-* files)")
+    present = set(os.listdir(index))
+    for prefix in JESTER_PREFIXES:
+        if f"{prefix}-labels.csv" in present:
+            return prefix
+    others = sorted(f[: -len("-labels.csv")] for f in present if f.endswith("-labels.csv"))
+    if len(others) == 1:
+        return others[0]
+    raise FileNotFoundError(
+        f"no jester-v1-labels.csv or something-something-v1-labels.csv in the index folder "
+        f"{index!r}" + (f" (several other label files: {', '.join(others)})" if others else ""))
+
+
+def _load_jester(videos_dir, index, split, classes):
+    which = _JESTER_SPLITS.get(split)
+    if which is None:
+        raise ValueError(f"jester split must be train, validation or test, got {split!r}")
+    if os.path.isfile(index):  # one of the CSVs: its folder holds the others
+        index = os.path.dirname(index)
+    prefix = jester_prefix(index)
+    if classes is None:
+        label_file = os.path.join(index, f"{prefix}-labels.csv")
+        classes = [line for _, line in _lines(label_file)]
+        if not classes:
+            raise ValueError(f"{label_file}: no class names")
+        repeated = sorted({c for c in classes if classes.count(c) > 1})
+        if repeated:
+            raise ValueError(f"{label_file}: class name(s) listed twice: {repeated}")
+    find = _class_lookup(classes)
+    list_file = os.path.join(index, f"{prefix}-{which}.csv")
+    entries, seen = [], {}
+    for n, line in _lines(list_file):
+        where = f"{list_file}:{n}"
+        vid, _, name = (p.strip() for p in line.partition(";"))
+        if not vid or "/" in vid or "\\" in vid or vid in (".", ".."):
+            raise ValueError(f"{where}: malformed line {line!r}; expected 'id;label' "
+                             "(test lists: 'id')")
+        if vid in seen:
+            raise ValueError(f"{where}: video id {vid!r} already listed on line {seen[vid]}")
+        seen[vid] = n
+        label = find(name, where) if name else None
+        entries.append(VideoEntry(vid, os.path.join(videos_dir, vid), label,
+                                  classes[label] if label is not None else None, split,
+                                  frame_folder=True))
+    _nonempty(entries, list_file, split)
+    return entries, classes
+
+
 # ---------------------------------------------------------------- folder per class / CSV
 
 _SPLIT_NAME = re.compile(r"(train|training|val|valid|validation|dev|test|testing|eval|holdout)"
@@ -523,4 +593,5 @@ def _load_csv(videos_dir, index, split, classes, holdout=None, seed=0):
 
 
 _LOADERS = {"ucf101": _load_ucf101, "hmdb51": _load_hmdb51, "kinetics": _load_kinetics,
-            "ssv2": _load_ssv2, "folder": _load_folder, "csv": _load_csv}
+            "ssv2": _load_ssv2, "jester": _load_jester, "folder": _load_folder,
+            "csv": _load_csv}

@@ -15,6 +15,12 @@
     output_dir/<split>-progress.jsonl               one line per finished shard (bytes, rejects)
     output_dir/.<split>.lock                        held while a prepare of the split runs
 
+Frame folders: a video may be a folder of frame images (Jester / Something-Something v1,
+--format=jester): its JPEG files are stored byte for byte when no resize is needed
+(frame_size=None), else decoded, resized and encoded once; PNG frames are encoded to JPEG; the
+records' frame rate is frame_folder_fps (12, Jester's). A missing folder is rejected as "frame
+folder not found" (retried when it appears), an empty or unreadable one with the reason.
+
 Shard plan: the videos are shuffled with `shuffle_seed` (recorded in the manifest options; None
 keeps index order) before assign_shards balances them, so every shard (and a sequential read of
 it) mixes the classes even for class-sorted indexes such as UCF101's.
@@ -56,6 +62,7 @@ import json
 import os
 import random
 import shutil
+import stat
 import time
 from typing import Sequence
 
@@ -119,12 +126,27 @@ def _atomic_write(path: str, text: str) -> None:
 
 
 def _file_sig(path: str) -> list[int] | None:
-    """[size, mtime_ns, ctime_ns] of a file, None if it cannot be stat'ed."""
+    """[size, mtime_ns, ctime_ns] of a file, None if it cannot be stat'ed. A folder (of frame
+    images): total size of its files and the latest mtime/ctime of the folder and its files."""
     try:
         st = os.stat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        size, mtime, ctime = 0, st.st_mtime_ns, st.st_ctime_ns
+        with os.scandir(path) as it:
+            for d in it:
+                s = d.stat()
+                size, mtime, ctime = (size + s.st_size, max(mtime, s.st_mtime_ns),
+                                      max(ctime, s.st_ctime_ns))
+        return [size, mtime, ctime]
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _source_bytes(path: str) -> int:
+    """Bytes of a video file or of the files of a frame folder (0 if missing); shard balance."""
+    sig = _file_sig(path)
+    return sig[0] if sig else 0
 
 
 # Rejects whose cause lies outside the video file: always retried on a rerun.
@@ -186,7 +208,8 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
             short_side: int | None = None, fps: float | None = None, flow: str = "none",
             layout: str = "tfrecord", workers: int = 2, jpeg_quality: int = 90,
             flow_bound: float = 20.0, allow_unlabeled: bool | None = None,
-            progress: bool = True, shuffle_seed: int | None = 0) -> dict:
+            progress: bool = True, shuffle_seed: int | None = 0,
+            frame_folder_fps: float = 12.0) -> dict:
     """Prepares one split (see the module docstring for the files). Returns the summary dict:
 
     split, layout, videos (written), frames (RGB frames written), rejects, partial, shards
@@ -194,6 +217,8 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
     frame_size is (width, height) (TSN: 340x256); short_side keeps the aspect ratio instead.
     allow_unlabeled: None = write unlabeled videos only if no entry of the split has a label.
     shuffle_seed: seed of the video order before sharding (None = index order).
+    frame_folder_fps: frame rate of sources that are folders of frame images (Jester and
+    Something-Something v1: 12), recorded as the records' image/frame_rate.
     Raises ValueError (bad arguments, no videos, options/video list differ from the earlier
     run, a video id in two splits), tfvid.lock.LockedError (the split is being prepared by
     another process) or WriteError (an output could not be written, e.g. disk full).
@@ -206,6 +231,8 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
     if num_shards < 1 or workers < 1 or not 1 <= jpeg_quality <= 100:
         raise ValueError(f"need num_shards >= 1, workers >= 1 and 1 <= jpeg_quality <= 100, got "
                          f"{num_shards}, {workers}, {jpeg_quality}")
+    if not frame_folder_fps > 0:
+        raise ValueError(f"frame_folder_fps must be positive, got {frame_folder_fps}")
     if not split or "/" in split or split.startswith("."):
         raise ValueError(f"bad split name {split!r}")
     entries = list(entries)
@@ -216,7 +243,8 @@ def prepare(entries: Sequence[VideoEntry], class_names: Sequence[str], *, output
     _check_entries(entries, class_names)
     options = {"frame_size": list(frame_size) if frame_size else None, "short_side": short_side,
                "fps": fps, "flow": flow, "flow_bound": flow_bound, "jpeg_quality": jpeg_quality,
-               "class_names": list(class_names), "shuffle_seed": shuffle_seed}
+               "class_names": list(class_names), "shuffle_seed": shuffle_seed,
+               "frame_folder_fps": float(frame_folder_fps)}
     lock = os.path.join(output_dir, f".{split}.lock")
     with folder_lock(lock, f"prepare_data of split {split!r}"):
         return _prepare_locked(entries, class_names, options, output_dir=output_dir, split=split,
@@ -240,6 +268,11 @@ def _prepare_locked(entries, class_names, options, *, output_dir, split, num_sha
     for e in entries:
         if e.label is None and not allow_unlabeled:
             pre_rejects[e.video_id] = "no label"
+        elif not os.path.exists(e.path):
+            pre_rejects[e.video_id] = ("frame folder not found" if e.frame_folder
+                                       else "video file not found")
+        elif os.path.isdir(e.path):
+            continue  # a folder of frame images: read (or rejected with the reason) by a worker
         elif not os.path.isfile(e.path):
             pre_rejects[e.video_id] = "video file not found"
         elif os.path.getsize(e.path) == 0:
@@ -393,12 +426,16 @@ def _check_entries(entries: list[VideoEntry], class_names: Sequence[str]) -> Non
                              f"0..{len(class_names) - 1}")
 
 
+# Options added after manifests were first written: an older manifest without one had the default.
+_OPTION_DEFAULTS = {"frame_folder_fps": 12.0}
+
+
 def _load_manifest(path: str, options: dict) -> dict:
     if not os.path.exists(path):
         return {"version": MANIFEST_VERSION, "options": options}
     with open(path, encoding="utf-8") as f:
         manifest = json.load(f)
-    old = manifest.get("options", {})
+    old = {**_OPTION_DEFAULTS, **manifest.get("options", {})}
     diff = sorted(k for k in set(old) | set(options) if old.get(k) != options.get(k))
     if diff:
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {options.get(k)!r}" for k in diff if
@@ -441,8 +478,7 @@ def _plan_shards(manifest, manifest_path, entries, num_shards, split, seed) -> N
     order = list(range(len(entries)))
     if seed is not None:  # mix the classes of class-sorted indexes within every shard
         random.Random(seed).shuffle(order)
-    sizes = [os.path.getsize(entries[i].path) if os.path.isfile(entries[i].path) else 0
-             for i in order]
+    sizes = [_source_bytes(entries[i].path) for i in order]
     manifest["shards"] = [{"name": shard_name(split, k, n),
                            "video_ids": [ids[order[i]] for i in s]}
                           for k, s in enumerate(assign_shards(sizes, n))]

@@ -1,6 +1,8 @@
 """Per-video work of the preparation job, run in worker processes (tfvid.data.prepare).
 
 Decode (PyAV) -> resize -> JPEG-encode frames -> optional flow -> optional frame folder.
+A source that is a folder of frame images (Jester, Something-Something v1) keeps its JPEG
+bytes unchanged when no resize is needed (tfvid.data.video.read_frame_folder_jpegs).
 This module imports PyAV and OpenCV but not TensorFlow, so spawned workers start quickly; the
 main process builds the SequenceExamples and writes the shards.
 
@@ -96,7 +98,8 @@ def process_video(task: dict) -> dict:
     """Decodes one video and encodes its frames (and flow); writes its frame folder if asked.
 
     task: {video_id, path, want_example, frames_dir (None = no folder), frames_root, options
-    {frame_size, short_side, fps, flow, flow_bound, jpeg_quality}}. Returns {video_id, path,
+    {frame_size, short_side, fps, flow, flow_bound, jpeg_quality, frame_folder_fps}}; a path
+    that is a folder is read as a folder of frame images at frame_folder_fps (default 12). Returns {video_id, path,
     num_frames, and with want_example: frames, flow_x, flow_y (JPEG lists), height, width,
     frame_rate, timestamps; partial: note when fewer frames than the container declares were
     decoded} or {video_id, path, reject: reason} or, when writing the frame folder failed,
@@ -106,18 +109,31 @@ def process_video(task: dict) -> dict:
     from tfvid.data import video as videolib
     o = task["options"]
     out = {"video_id": task["video_id"], "path": task["path"]}
+    size = tuple(o["frame_size"]) if o["frame_size"] else None
     try:
-        v = videolib.read_video(task["path"], frame_size=o["frame_size"],
-                                short_side=o["short_side"], fps=o["fps"])
-        n = v.num_frames
-        if n == 0:
-            return {**out, "reject": "zero frames"}
-        rgb = videolib.encode_jpegs(v.frames, quality=o["jpeg_quality"])
+        partial = None
+        if os.path.isdir(task["path"]):  # a folder of frame images (Jester, SSv1)
+            clip = videolib.read_frame_folder_jpegs(
+                task["path"], frame_size=size, short_side=o["short_side"], fps=o["fps"],
+                frame_rate=o.get("frame_folder_fps") or videolib.FRAME_FOLDER_FPS,
+                jpeg_quality=o["jpeg_quality"], want_frames=o["flow"] != "none")
+            rgb, decoded, n = clip.jpegs, clip.frames, clip.num_frames
+            height, width, rate, stamps = clip.height, clip.width, clip.frame_rate, \
+                clip.timestamps_us
+        else:
+            v = videolib.read_video(task["path"], frame_size=size,
+                                    short_side=o["short_side"], fps=o["fps"])
+            n, decoded, partial = v.num_frames, v.frames, v.partial
+            if n == 0:
+                return {**out, "reject": "zero frames"}
+            rgb = videolib.encode_jpegs(v.frames, quality=o["jpeg_quality"])
+            height, width = int(v.frames.shape[1]), int(v.frames.shape[2])
+            rate, stamps = v.frame_rate, v.timestamps_us
         fx = fy = None
         if o["flow"] != "none":
             if n < 2:
                 return {**out, "reject": "only 1 frame: optical flow needs at least 2"}
-            fx, fy = flowlib.encode_flow_jpegs(flowlib.compute_flow(v.frames, o["flow"]),
+            fx, fy = flowlib.encode_flow_jpegs(flowlib.compute_flow(decoded, o["flow"]),
                                                bound=o["flow_bound"])
             if not len(fx) == len(fy) == n - 1:
                 return {**out, "reject": f"RGB/flow frame-count mismatch: {n} RGB frames need "
@@ -128,12 +144,11 @@ def process_video(task: dict) -> dict:
             write_frame_folder(task["frames_dir"], task["frames_root"], task["video_id"],
                                 rgb, fx, fy)
         out["num_frames"] = n
-        if v.partial:
-            out["partial"] = v.partial
+        if partial:
+            out["partial"] = partial
         if task["want_example"]:
-            out.update(frames=rgb, flow_x=fx, flow_y=fy, height=int(v.frames.shape[1]),
-                       width=int(v.frames.shape[2]), frame_rate=float(v.frame_rate),
-                       timestamps=[int(t) for t in v.timestamps_us])
+            out.update(frames=rgb, flow_x=fx, flow_y=fy, height=int(height), width=int(width),
+                       frame_rate=float(rate), timestamps=[int(t) for t in stamps])
         return out
     except WriteError as e:
         return {**out, "fatal": str(e), "errno": e.errno}

@@ -18,12 +18,21 @@ Truncated or damaged files: decoding errors after the first frame, or fewer deco
 the container declares (its frame count, else its duration times the frame rate), keep the
 frames decoded so far; ``Video.partial`` then describes the loss ("24 of 30 frames ...") so the
 preparation job can report it, besides the logged warning.
+
+Frame folders: a folder of frame images (Jester, Something-Something v1: ``<id>/00001.jpg``
+...; any *.jpg/*.jpeg/*.png names, in natural sort order) is a video too. read_video decodes it
+like a file (at ``folder_fps`` frames per second, Jester's 12 by default, as the folder stores
+no rate); read_frame_folder_jpegs gives the JPEG bytes to store without re-encoding: the stored
+JPEG files themselves when no resize is needed (their headers are parsed for the size, the
+pixels are not decoded), else each frame decoded, resized and encoded once; PNG frames are
+decoded and encoded to JPEG.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import re
 from fractions import Fraction
 from typing import Iterator, Sequence
 
@@ -38,6 +47,10 @@ RESIZE_INTERPOLATION = "AREA"  # swscale filter used by read_video (see the modu
 # Default encoder per container extension; all present in this PyAV build (av.codecs_available).
 DEFAULT_CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264",
                   ".avi": "mpeg4", ".webm": "libvpx-vp9"}
+
+
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")  # frame images of a frame folder
+FRAME_FOLDER_FPS = 12.0  # frame rate of a frame folder (Jester and Something-Something v1)
 
 
 class VideoError(Exception):
@@ -182,11 +195,13 @@ def _expected_frames(container, stream, rate: float) -> int | None:
 
 def read_video(path, *, frame_size: tuple[int, int] | None = (340, 256),
                short_side: int | None = None, fps: float | None = None,
-               max_frames: int | None = None, apply_rotation: bool = True) -> Video:
+               max_frames: int | None = None, apply_rotation: bool = True,
+               folder_fps: float = FRAME_FOLDER_FPS) -> Video:
     """Decodes the first video stream of `path` into RGB frames.
 
     Args:
-      path: a video file (any container and codec FFmpeg reads).
+      path: a video file (any container and codec FFmpeg reads), or a folder of frame images
+        (see read_frame_folder; its frames are at `folder_fps` frames per second).
       frame_size: (width, height) to resize to (TSN stores 340x256); None keeps the source size.
       short_side: if set, resize so the shorter side is this long, keeping the aspect ratio
         (sizes rounded to even numbers); frame_size is then ignored.
@@ -211,7 +226,8 @@ def read_video(path, *, frame_size: tuple[int, int] | None = (340, 256),
     if not os.path.exists(path):
         raise VideoError(path, "file not found")
     if os.path.isdir(path):
-        raise VideoError(path, "is a directory, not a video file")
+        return read_frame_folder(path, frame_size=frame_size, short_side=short_side, fps=fps,
+                                 max_frames=max_frames, frame_rate=folder_fps)
     if os.path.getsize(path) == 0:
         raise VideoError(path, "empty file (0 bytes)")
     try:
@@ -319,6 +335,234 @@ def read_video(path, *, frame_size: tuple[int, int] | None = (340, 256),
     return Video(frames=np.stack(frames), frame_rate=frame_rate, timestamps_us=ts,
                  source_size=(int(source_size[0]), int(source_size[1])), rotation=rotation,
                  expected_frames=expected, partial=partial)
+
+
+# ---------------------------------------------------------------- frame folders
+
+def _natural_key(name: str):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)], name
+
+
+def list_frame_files(folder) -> list[str]:
+    """Paths of the frame images (*.jpg, *.jpeg, *.png, any case) of a frame folder, in natural
+    sort order (00001.jpg < 00002.jpg, img_2.jpg < img_10.jpg). Hidden files are ignored.
+    Raises VideoError when the folder is missing or cannot be listed."""
+    folder = os.fspath(folder)
+    if not os.path.exists(folder):
+        raise VideoError(folder, "frame folder not found")
+    if not os.path.isdir(folder):
+        raise VideoError(folder, "not a folder of frame images")
+    try:
+        with os.scandir(folder) as it:
+            names = [d.name for d in it if not d.name.startswith(".")
+                     and os.path.splitext(d.name)[1].lower() in FRAME_EXTENSIONS
+                     and d.is_file()]
+    except OSError as e:
+        raise VideoError(folder, f"unreadable frame folder ({type(e).__name__}: "
+                                 f"{e.strerror or e})") from e
+    return [os.path.join(folder, n) for n in sorted(names, key=_natural_key)]
+
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_info(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, components) from a JPEG's frame header without decoding the pixels;
+    None when `data` is not a complete JPEG (no SOI, no frame header, or no end-of-image
+    marker after it, as in a truncated file)."""
+    if len(data) < 4 or data[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if marker == 0xD9:
+            return None
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _SOF_MARKERS:
+            if i + 10 > n or length < 8:
+                return None
+            h = int.from_bytes(data[i + 5:i + 7], "big")
+            w = int.from_bytes(data[i + 7:i + 9], "big")
+            if not w or not h or data.rfind(b"\xff\xd9") < i:
+                return None
+            return w, h, data[i + 9]
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
+def decode_image(data: bytes) -> np.ndarray | None:
+    """Decodes JPEG/PNG bytes to uint8 (H, W, 3) RGB (EXIF orientation ignored, as TensorFlow's
+    decoders do); None when OpenCV cannot decode them."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8),
+                       cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def resample_indices(num_frames: int, rate: float, fps: float | None) -> list[int]:
+    """Indices of the frames kept when frames at `rate` fps (uniformly spaced) are resampled to
+    `fps` as read_video does: for each tick k/fps up to the last frame time plus half a frame,
+    the nearest frame (ties go to the later one). fps None keeps every frame."""
+    if fps is None:
+        return list(range(num_frames))
+    if fps <= 0 or rate <= 0:
+        raise ValueError(f"frame rates must be positive, got fps={fps}, rate={rate}")
+    end = (num_frames - 1) / rate + 0.5 / rate
+    out, k = [], 0
+    while k / fps <= end + 1e-9:
+        out.append(min(num_frames - 1, int(np.floor(k / fps * rate + 0.5 + 1e-9))))
+        k += 1
+    return out
+
+
+@dataclasses.dataclass
+class FrameFolderClip:
+    """Frames of a frame folder ready to store (read_frame_folder_jpegs).
+
+    jpegs:    one JPEG per returned frame (None unless asked for); the stored file's bytes
+              unchanged when it is a JPEG and no resize was needed.
+    frames:   uint8 (n, H, W, 3) RGB (None unless asked for).
+    files:    source image of each returned frame.
+    reencoded: returned frames whose JPEG was produced by decoding and encoding (resized, PNG,
+              or a JPEG TensorFlow may not read as is, such as CMYK).
+    """
+    jpegs: list[bytes] | None
+    frames: np.ndarray | None
+    width: int
+    height: int
+    frame_rate: float
+    timestamps_us: np.ndarray
+    source_size: tuple[int, int]
+    files: list[str]
+    reencoded: int = 0
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.files)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+def read_frame_folder_jpegs(path, *, frame_size: tuple[int, int] | None = (340, 256),
+                            short_side: int | None = None, fps: float | None = None,
+                            frame_rate: float = FRAME_FOLDER_FPS, max_frames: int | None = None,
+                            jpeg_quality: int = 90, want_jpegs: bool = True,
+                            want_frames: bool = False) -> FrameFolderClip:
+    """Reads a folder of frame images as a video at `frame_rate` fps.
+
+    Sizes follow read_video (frame_size / short_side / None = source size; fps resamples).
+    JPEG frames are stored unchanged when the output size equals the source size: only their
+    headers are parsed (size, completeness), nothing is decoded unless want_frames. Otherwise a
+    frame is decoded, resized (OpenCV INTER_AREA) and JPEG-encoded once at jpeg_quality.
+
+    Raises VideoError naming the folder: missing ("frame folder not found"), unreadable, no
+    frame image ("no frame images"), an unreadable, empty, truncated or undecodable frame file,
+    or frames of different sizes.
+    """
+    path = os.fspath(path)
+    if frame_rate <= 0:
+        raise ValueError(f"frame_rate must be positive, got {frame_rate}")
+    files = list_frame_files(path)
+    if not files:
+        raise VideoError(path, "no frame images (*.jpg, *.jpeg, *.png) in the frame folder")
+    picks = resample_indices(len(files), frame_rate, fps)
+    if max_frames is not None:
+        picks = picks[:max_frames]
+    raw: dict[int, bytes] = {}
+    info: dict[int, tuple[int, int, int] | None] = {}
+    decoded: dict[int, np.ndarray] = {}
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def name(i: int) -> str:
+        return os.path.basename(files[i])
+
+    def decode(i: int) -> np.ndarray:
+        if i not in decoded:
+            img = decode_image(raw[i])
+            if img is None:
+                raise VideoError(path, f"undecodable frame image {name(i)}")
+            decoded[i] = img
+        return decoded[i]
+
+    for i in sorted(set(picks)):
+        try:
+            with open(files[i], "rb") as f:
+                raw[i] = f.read()
+        except OSError as e:
+            raise VideoError(path, f"cannot read frame {name(i)} ({type(e).__name__}: "
+                                   f"{e.strerror or e})") from e
+        if not raw[i]:
+            raise VideoError(path, f"empty frame file {name(i)} (0 bytes)")
+        is_jpeg = raw[i][:2] == b"\xff\xd8"
+        info[i] = jpeg_info(raw[i]) if is_jpeg else None
+        if is_jpeg and info[i] is None:
+            raise VideoError(path, f"truncated or damaged JPEG frame {name(i)}")
+        if info[i] is not None and info[i][2] in (1, 3):
+            sizes[i] = info[i][:2]
+        else:  # PNG, CMYK JPEG, ...: decoded to learn its size (and re-encoded below)
+            info[i] = None
+            img = decode(i)
+            sizes[i] = (int(img.shape[1]), int(img.shape[0]))
+    first = picks[0]
+    source_size = sizes[first]
+    for i, s in sizes.items():
+        if s != source_size:
+            raise VideoError(path, f"frame sizes differ: {name(first)} is {source_size[0]}x"
+                                   f"{source_size[1]}, {name(i)} is {s[0]}x{s[1]}")
+    out_size = output_size(source_size, frame_size, short_side)
+    resize = out_size != source_size
+
+    def rgb(i: int) -> np.ndarray:
+        img = decode(i)
+        if resize:
+            return cv2.resize(img, out_size, interpolation=cv2.INTER_AREA)
+        return img
+
+    jpegs = frames = None
+    reencoded = 0
+    if want_jpegs:
+        encoded: dict[int, bytes] = {}
+        for i in sorted(set(picks)):
+            if info[i] is not None and not resize:
+                encoded[i] = raw[i]
+            else:
+                encoded[i] = encode_jpegs([rgb(i)], quality=jpeg_quality)[0]
+        jpegs = [encoded[i] for i in picks]
+        reencoded = sum(1 for i in picks if info[i] is None or resize)
+    if want_frames:
+        images = {i: rgb(i) for i in sorted(set(picks))}
+        frames = np.stack([images[i] for i in picks])
+    times = (np.asarray(picks, np.float64) - picks[0]) / frame_rate  # the chosen frames' times
+    ts = np.round(times * 1e6).astype(np.int64)
+    return FrameFolderClip(jpegs=jpegs, frames=frames, width=int(out_size[0]),
+                           height=int(out_size[1]),
+                           frame_rate=float(fps if fps is not None else frame_rate),
+                           timestamps_us=ts,
+                           source_size=(int(source_size[0]), int(source_size[1])),
+                           files=[files[i] for i in picks], reencoded=reencoded)
+
+
+def read_frame_folder(path, *, frame_size: tuple[int, int] | None = (340, 256),
+                      short_side: int | None = None, fps: float | None = None,
+                      max_frames: int | None = None,
+                      frame_rate: float = FRAME_FOLDER_FPS) -> Video:
+    """Decodes a folder of frame images (see read_frame_folder_jpegs) into a Video."""
+    clip = read_frame_folder_jpegs(path, frame_size=frame_size, short_side=short_side, fps=fps,
+                                   frame_rate=frame_rate, max_frames=max_frames,
+                                   want_jpegs=False, want_frames=True)
+    return Video(frames=clip.frames, frame_rate=clip.frame_rate,
+                 timestamps_us=clip.timestamps_us, source_size=clip.source_size)
 
 
 def encode_jpegs(frames, quality: int = 90) -> list[bytes]:
