@@ -112,6 +112,20 @@ class _QuietTensorFlowImport:
 _LIBRARIES = ("tensorflow", "keras", "tf_keras", "tensorboard")
 
 
+def _first_caller_outside_logging() -> str:
+    """File of the innermost frame that is neither in `logging` nor in absl.logging (records
+    logged through absl.logging.log() carry absl's own file as their pathname)."""
+    skip = (os.sep + os.path.join("absl", "logging"), os.sep + "logging" + os.sep,
+            "tf_logging.py")
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not any(k in name for k in skip) and not name.endswith(__file__):
+            return name
+        frame = frame.f_back
+    return ""
+
+
 class _LibraryInfoFilter:
     """Drops INFO (and DEBUG) records that TensorFlow / Keras code logs through absl.logging
     (signature serialisation, saver sharding, fingerprints...); tfvid's own INFO and every
@@ -121,6 +135,8 @@ class _LibraryInfoFilter:
         if record.levelno >= 30:     # logging.WARNING
             return True
         path = getattr(record, "pathname", "") or ""
+        if os.sep + os.path.join("absl", "logging") in path:   # absl.logging.log(): the caller
+            path = _first_caller_outside_logging()
         for name in _LIBRARIES:
             module = sys.modules.get(name)
             for root in getattr(module, "__path__", None) or ():
