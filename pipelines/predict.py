@@ -5,14 +5,14 @@
 Each video is decoded as the training data was (the sidecar's decoding options: frame size,
 fps), sampled and preprocessed with the evaluation transforms of the sidecar's sampler and
 normalisation (tfvid.data.pipeline.preprocess_video, mode "test"), and its views (--num_crops:
-1 centre, 3 or 10 crops) go through the `serving_default` signature as one batch. Logits are
+1 centre, 3 or 10 crops) go through the float32 `clip` signature as one batch. Logits are
 averaged over views before the softmax (TSN test protocol). Flow models compute optical flow
 on the fly with the sidecar's method (TV-L1 is slow: about 1 s per frame pair on 2 cores).
 
 With --server=HOST:PORT the videos go to a running TF Serving over gRPC instead
 (tensorflow_serving.apis.prediction_service_pb2_grpc.PredictionServiceStub):
 
-    python -m pipelines.predict --server=localhost:8500 --export_dir=saved_models/tsn_rgb \
+    python -m pipelines.predict --server=localhost:8500 --export_dir=saved_models/tsn_rgb \\
         --video=a.mp4 [--signature=encoded_frames] [--model_name=tsn_rgb]
 
 --signature=encoded_frames (default) sends each decoded frame as a JPEG (flow runs: the x/y
