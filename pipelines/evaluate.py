@@ -4,10 +4,14 @@
     tfvid-evaluate --model_dir=runs/tsn_rgb --data=test.list --num_crops=1 --view_batch=4
 
 Rebuilds the model from model_dir/run_config.json (written by the train job), restores the
-latest checkpoint (or model_dir/final.weights.h5), runs TSN's protocol (25 snippets x 10 crops by
-default; docs/tsn.md) and writes to --output_dir (default model_dir/eval):
-metrics.json, scores.npz (input of the fuse job), confusion.png, confusion.csv, per_class.csv,
-bad_videos.tsv.
+latest checkpoint (or model_dir/final.weights.h5), runs the model's paper test protocol (its
+spec's test_segments and test_crops, tfvid.models.spec; --num_segments and --num_crops
+override them) and writes to --output_dir (default model_dir/eval): metrics.json, scores.npz
+(input of the fuse job), confusion.png, confusion.csv, per_class.csv, bad_videos.tsv.
+Default protocols: TSN 25 snippets x 10 crops (docs/tsn.md); StNet T = 25 super-images, one
+centre crop (docs/stnet.md); dynamic image networks MDI windows over the whole video, one
+centre crop (docs/dynamic_images.md); DIN / VideoMap the training T frames, 10 crops (one view
+on cached features). Models of TFVID_PLUGINS modules are known too (see pipelines.train).
 
 Trust the default path:
   * the shards are checked first (tfvid.data.completeness.check_shards: missing or truncated
@@ -31,18 +35,21 @@ import os
 from absl import flags, logging
 
 from pipelines.common import check_args, define_flag, flag_value, resolve_files, run_job
+from tfvid.models.spec import load_plugins
 
 FLAGS = flags.FLAGS
+load_plugins()   # TFVID_PLUGINS: modules registering model specs
 
 define_flag("string", "model_dir", None, "Training directory with run_config.json and checkpoints.")
 define_flag("string", "data", None, "TFRecord files: comma-separated globs, directories or .list "
             "files.")
 define_flag("enum", "mode", "test", "test: --num_segments snippets (25); val: the training "
             "sampling.", enum_values=["test", "val"])
-define_flag("integer", "num_segments", None, "Snippets per video (default 25 in test mode, the "
-            "training value in val mode).")
-define_flag("enum", "num_crops", "10", "Views per snippet: 1 centre, 3, or 10 (corners + centre, "
-            "and flips).", enum_values=["1", "3", "10"])
+define_flag("integer", "num_segments", None, "Snippets per video (default: the model's test "
+            "protocol in test mode, e.g. 25 for TSN and StNet; the training value in val mode).")
+define_flag("enum", "num_crops", None, "Views per snippet: 1 centre, 3, or 10 (corners + centre, "
+            "and flips); default: the model's test protocol (TSN 10; StNet, dynamic images 1).",
+            enum_values=["1", "3", "10"])
 define_flag("integer", "batch_size", 1, "Videos per batch.")
 define_flag("integer", "view_batch", 10, "At most this many clips (videos x views) per forward "
             "pass.")
@@ -102,7 +109,7 @@ def _name_lost_data(files: list[str], err: Exception):
 
 
 def evaluate_model_dir(model_dir: str, data: str, *, mode: str = "test",
-                       num_segments: int | None = None, num_crops: int = 10,
+                       num_segments: int | None = None, num_crops: int | None = None,
                        batch_size: int = 1, view_batch: int = 10,
                        output_dir: str | None = None, checkpoint: str | None = None,
                        classes_file: str | None = None, progress: bool = True,
@@ -112,7 +119,8 @@ def evaluate_model_dir(model_dir: str, data: str, *, mode: str = "test",
 
     bad_data: 'skip' (videos that cannot be scored are left out and listed in metrics.json
     'bad_videos' and bad_videos.tsv; the rest is evaluated and written) or 'fail' (stop at the
-    first one with a ValueError naming it). Unlabeled videos (label -1) are scored and left out
+    first one with a ValueError naming it). num_segments / num_crops None: the model spec's test
+    protocol (test_segments, test_crops; one view on cached features). Unlabeled videos (label -1) are scored and left out
     of the metrics, as before. allow_incomplete: passed to
     tfvid.data.completeness.check_shards, run before anything else. short_videos: 'fit' (StNet
     test mode: see tfvid.data.sampling.stnet_test_segments) or 'wrap'.
@@ -131,19 +139,26 @@ def evaluate_model_dir(model_dir: str, data: str, *, mode: str = "test",
     files = resolve_files(data, "data")
     data_warnings = _check_data(files, allow_incomplete)
     num_classes = int(cfg["num_classes"])
-    # A variable time axis lets a TSN trained on 3 segments run 25 test snippets; the
-    # 'weighted' consensus learns one weight per segment and keeps its K.
-    weighted = cfg.get("consensus") == "weighted"
-    model = run_dir.build_model(cfg, num_segments=run_dir.TRAINED if weighted else None)
+    spec = run_dir.model_spec(cfg)
+    features = spec.input_kind_of(cfg) == "features"
+    if num_crops is None or features:          # cached features: one view
+        num_crops = spec.test_protocol(cfg)[1]
+    # A variable time axis lets a TSN trained on 3 segments run 25 test snippets; the spec
+    # says when the time axis is fixed (e.g. TSN's 'weighted' consensus, one weight per K).
+    variable = spec.is_variable_time(cfg)
+    model = run_dir.build_model(cfg, num_segments=None if variable else run_dir.TRAINED)
     loaded = run_dir.restore(model, model_dir, checkpoint)
     logging.info("restored %s", loaded)
     sampler = _test_sampler(run_dir.sampler_from_config(cfg, mode, num_segments), cfg, mode,
                             short_videos)
-    dataset = build_dataset(files, sampler=sampler, mode=mode,
-                            modality=cfg.get("modality", "rgb"), batch_size=batch_size,
-                            input_size=cfg.get("input_size", 224),
-                            backbone=cfg.get("backbone", "resnet50"), num_crops=num_crops,
-                            repeat=False, num_classes=num_classes,
+    if features:
+        source = {"feature": cfg.get("feature")}
+    else:
+        source = {"modality": cfg.get("modality", "rgb"), "num_crops": num_crops,
+                  "backbone": cfg.get("backbone", "resnet50")}
+    dataset = build_dataset(files, sampler=sampler, mode=mode, batch_size=batch_size,
+                            input_size=cfg.get("input_size", 224), repeat=False,
+                            num_classes=num_classes, **source,
                             # --allow_incomplete: a truncated shard is read up to its last
                             # complete record (check_shards warned); otherwise it stops the job.
                             bad_data="skip" if allow_incomplete else "mark")
@@ -189,7 +204,7 @@ def main(argv):
     # flag_value: this job's defaults even when another job defined a shared flag first.
     evaluate_model_dir(FLAGS.model_dir, FLAGS.data, mode=flag_value("mode", "test"),
                        num_segments=flag_value("num_segments", None),
-                       num_crops=int(flag_value("num_crops", 10)),
+                       num_crops=_int_or_none(flag_value("num_crops", None)),
                        batch_size=flag_value("batch_size", 1),
                        view_batch=flag_value("view_batch", 10),
                        output_dir=flag_value("output_dir", None),
@@ -198,6 +213,10 @@ def main(argv):
                        bad_data=flag_value("bad_data", "skip"),
                        allow_incomplete=bool(flag_value("allow_incomplete", False)),
                        short_videos=flag_value("short_videos", "fit"))
+
+
+def _int_or_none(value):
+    return None if value is None else int(value)
 
 
 def run():

@@ -12,6 +12,14 @@ exactly where a killed run stopped; a second run while one is using --model_dir 
 UsageError naming it. Bad videos are skipped, logged once and listed in metrics.json
 (--bad_data=skip) or stop the run (--bad_data=fail); incomplete prepare_data splits are
 refused unless --allow_incomplete. --num_segments defaults to the model's paper value.
+
+Everything model-specific comes from the model's spec (tfvid.models.spec.ModelSpec): its own
+flags (e.g. --consensus, --frames_per_segment, --stream; the job defines the flags of every
+registered spec), the stream -> modality rule, the sampler, the builder keywords run_config.json
+records, the paper T. A model defined outside tfvid registers its spec when its module is
+imported: name the module in the TFVID_PLUGINS environment variable (comma-separated) and this
+job imports it before it defines its flags. Models with cached-feature input (DIN, VideoMap)
+train on FEATURE/<--feature>/floats with --backbone=none.
 Multi-worker: start one process per worker with the same flags and TF_CONFIG set, e.g.
 TF_CONFIG='{"cluster":{"worker":["h1:2222","h2:2222"]},"task":{"type":"worker","index":0}}'.
 """
@@ -24,39 +32,26 @@ import os
 
 from absl import app, flags, logging
 
-from pipelines.common import check_args, define_flag, keep_last_given, resolve_files, run_job
+from pipelines.common import (_JOB_DEFAULTS, check_args, define_flag, keep_last_given,
+                              resolve_files, run_job)
+from tfvid.models.spec import NO_BACKBONE, flag_kind, get_spec, load_plugins, model_flags
 
 FLAGS = flags.FLAGS
+load_plugins()   # TFVID_PLUGINS: modules registering model specs, before the flags are defined
 
 define_flag("enum", "strategy", "default", "tf.distribute strategy.",
             enum_values=["default", "one_device", "mirrored", "multi_worker"])
 define_flag("string", "model", "tsn", "Model name in tfvid.models.MODELS.")
 define_flag("string", "modality", "rgb", "rgb, flow or rgbdiff.")
-define_flag("enum", "stream", "di", "Stream of --model=dynamic_image: si (static RGB frames), "
-            "di (dynamic images), of (optical flow), dof (dynamic optical flow). It implies "
-            "--modality (si/di: rgb, of/dof: flow) and the MDI window sampler.",
-            enum_values=["si", "di", "of", "dof"])
 define_flag("string", "backbone", "bninception", "Backbone name "
-            "(tfvid.models.backbones.BACKBONES).")
+            "(tfvid.models.backbones.BACKBONES); 'none' for a model that trains on cached "
+            "features (--feature).")
 define_flag("float", "width", 1.0, "Backbone width multiplier.")
 define_flag("integer", "input_size", 224, "Spatial side of the network input.")
 define_flag("integer", "num_segments", None, "TSN segments K (time steps T of other models); "
             "default: the model's paper value (TSN 3, StNet 7; dynamic_image: its sampler's).")
 define_flag("integer", "new_length", None, "Frames per snippet L (default 1 rgb, 5 flow, "
             "6 rgbdiff).")
-define_flag("string", "consensus", "avg", "Segmental consensus: avg, max, topk, weighted, "
-            "attention.")
-define_flag("integer", "frames_per_segment", None, "StNet: frames N stacked into each super-image "
-            "(paper: 5).")
-define_flag("string", "temporal_block", None, "StNet temporal modelling block: official (Conv3D, "
-            "ReLU, BN, residual add; PaddlePaddle code) or paper (Conv3D, BN, ReLU, 1/(3C) init).")
-define_flag("integer", "sdi_frames", 0, "--model=dynamic_image, streams di/dof: 0 = multiple dynamic "
-            "images (MDI: windows of 10 frames every 6, max-pooled); T > 0 = a single dynamic "
-            "image (SDI) per video from T frames spread over the whole video.")
-define_flag("string", "pooling", None, "--model=dynamic_image: temporal pooling of a window: arp "
-            "(approximate rank pooling), pp1, pp2 (parametric), mean or max.")
-define_flag("string", "pool_before", None, "--model=dynamic_image: 'input' (dynamic images) or a "
-            "backbone stage such as res3 (dynamic maps).")
 define_flag("float", "dropout", None, "Dropout before the classifier (default: the paper's).")
 define_flag("bool", "partial_bn", True, "Freeze every BatchNormalization but the first.")
 define_flag("string", "weights", None, "None, 'imagenet' or a weights file for the backbone.")
@@ -95,12 +90,37 @@ define_flag("enum", "bad_data", "skip", "Invalid training/validation videos (inc
 define_flag("bool", "allow_incomplete", False, "Train on a prepare_data split with missing or "
             "truncated shards (tfvid.data.completeness.check_shards) instead of refusing it.")
 
-# run_config keys that define the network: a resumed run must agree on them.
+
+
+def define_model_flags() -> None:
+    """Defines the flags of every registered model spec (ModelSpec.flags) not defined yet; a
+    spec registered after the command line was parsed gets its flags at their defaults."""
+    for name, (kind, default, help_text) in model_flags().items():
+        kind, kw = flag_kind(kind)
+        define_flag(kind, name, default, help_text, **kw)
+
+
+define_model_flags()
+
+#: run_config keys that define the network besides the model's own flags (ModelSpec.flags,
+#: see resume_keys): a resumed run must agree on them.
 RESUME_KEYS = ("model", "num_classes", "backbone", "modality", "width", "input_size",
-               "num_segments", "new_length", "consensus", "partial_bn", "stream",
-               "frames_per_segment", "temporal_block", "pooling", "pool_before", "sdi_frames")
-#: Models whose stream (--stream) decides the modality and the sampler.
-STREAM_MODELS = ("dynamic_image",)
+               "num_segments", "new_length", "partial_bn")
+#: Flags of this job that run_config.json does not record (it records every other one of
+#: this job's flags, except the flags of other models' specs).
+UNRECORDED_FLAGS = ("progress",)
+
+
+def resume_keys(spec) -> tuple[str, ...]:
+    """RESUME_KEYS and the model's own flags."""
+    return RESUME_KEYS + tuple(f for f in spec.flags if f not in RESUME_KEYS)
+
+
+def recorded_flags(spec) -> list[str]:
+    """This job's flags that run_config.json records for a run of `spec`'s model."""
+    foreign = set(model_flags()) - set(spec.flags)
+    return [name for name in _JOB_DEFAULTS.get(__name__, {})
+            if name not in UNRECORDED_FLAGS and name not in foreign]
 
 
 def data_files(flag: str) -> list[str]:
@@ -152,24 +172,26 @@ def sample_labels(files: list[str], limit: int = 64) -> list[int]:
 
 def check_flags() -> None:
     """UsageError naming the flag for any bad value, before TensorFlow does any work."""
-    from tfvid import models
     from tfvid.data.modality import MODALITIES
     from tfvid.models.backbones import BACKBONES
-    if FLAGS.model not in models.MODELS:
-        raise app.UsageError(f"--model={FLAGS.model!r} is unknown; choose one of "
-                             f"{sorted(models.MODELS)}")
+    try:
+        spec = get_spec(FLAGS.model)
+    except ValueError as e:
+        raise app.UsageError(f"--model={FLAGS.model!r}: {e}") from None
     if FLAGS.modality not in MODALITIES:
         raise app.UsageError(f"--modality={FLAGS.modality!r} is unknown; choose one of "
                              f"{MODALITIES}")
-    if FLAGS.model in STREAM_MODELS:
-        check_stream()
-    if FLAGS.sdi_frames < 0:
-        raise app.UsageError(f"--sdi_frames must be 0 (MDI) or positive, got {FLAGS.sdi_frames}")
-    if FLAGS.sdi_frames and (FLAGS.model not in STREAM_MODELS or FLAGS.stream not in ("di", "dof")):
-        raise app.UsageError(f"--sdi_frames={FLAGS.sdi_frames} needs --model=dynamic_image with "
-                             f"--stream=di or dof (got --model={FLAGS.model}, "
-                             f"--stream={FLAGS.stream})")
-    if FLAGS.backbone not in BACKBONES:
+    check_stream(spec)
+    if FLAGS.modality not in spec.modalities:
+        raise app.UsageError(f"--modality={FLAGS.modality} does not apply to "
+                             f"--model={spec.name} (it takes {', '.join(spec.modalities)})")
+    check_model_flags(spec)
+    if spec.feature_input and FLAGS.backbone in NO_BACKBONE:
+        if not FLAGS.feature:
+            raise app.UsageError(f"--backbone={FLAGS.backbone}: --model={spec.name} trains on "
+                                 "cached features then; give --feature=<name> "
+                                 "(FEATURE/<name>/floats of the records)")
+    elif FLAGS.backbone not in BACKBONES:
         raise app.UsageError(f"--backbone={FLAGS.backbone!r} is unknown; choose one of {BACKBONES}")
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required")
@@ -195,16 +217,44 @@ def check_flags() -> None:
         raise app.UsageError(f"--lr_steps must be positive and increasing, got {steps}")
 
 
-def check_stream() -> None:
-    """--stream implies --modality (si/di: rgb, of/dof: flow): sets it, or UsageError naming
-    both flags when --modality was given (command line or flagfile) and contradicts it."""
-    from tfvid.models.dynamic_image import stream_modality
-    implied = stream_modality(FLAGS.stream)
+def check_stream(spec=None) -> None:
+    """For a model with streams (ModelSpec.streams, e.g. dynamic_image), --stream implies
+    --modality (si/di: rgb, of/dof: flow): sets it, or UsageError naming both flags when
+    --modality was given (command line or flagfile) and contradicts it."""
+    spec = spec or get_spec(FLAGS.model)
+    if not spec.streams:
+        return
+    if FLAGS.stream not in spec.streams:
+        raise app.UsageError(f"--stream={FLAGS.stream} is not a stream of --model={spec.name} "
+                             f"({', '.join(spec.streams)})")
+    implied = spec.streams[FLAGS.stream]
     if FLAGS["modality"].present and FLAGS.modality != implied:
+        rule = ", ".join(f"{s}: {m}" for s, m in spec.streams.items())
         raise app.UsageError(f"--modality={FLAGS.modality} contradicts --stream={FLAGS.stream} "
-                             f"(streams si/di take rgb windows, of/dof flow windows); drop "
-                             f"--modality or set --modality={implied}")
+                             f"(streams take {rule}); drop --modality or set "
+                             f"--modality={implied}")
     FLAGS.modality = implied
+
+
+def check_model_flags(spec) -> None:
+    """UsageError for a flag of other models' specs set away from its default, and for the
+    spec's own check (ModelSpec.check) of the flag values."""
+    own = set(spec.flags)
+    for name, (_, default, _) in model_flags().items():
+        if name not in own and FLAGS[name].value != default:
+            users = sorted(s.name for s in _specs_with_flag(name))
+            raise app.UsageError(f"--{name}={FLAGS[name].value} applies to --model="
+                                 f"{' or '.join(users)}, not --model={spec.name}")
+    if spec.check is not None:
+        try:
+            spec.check({name: FLAGS[name].value for name in recorded_flags(spec)})
+        except ValueError as e:
+            raise app.UsageError(str(e)) from None
+
+
+def _specs_with_flag(name):
+    from tfvid.models.spec import all_specs
+    return [s for s in all_specs() if name in s.flags]
 
 
 def resolve_num_classes(train_files, val_files) -> tuple[int, list[str] | None]:
@@ -235,15 +285,9 @@ def resolve_num_classes(train_files, val_files) -> tuple[int, list[str] | None]:
 
 
 def paper_num_segments(model: str) -> int | None:
-    """The model builder's default time length (num_segments): TSN 3, StNet 7; None when the
-    builder has none (dynamic_image: its sampler decides)."""
-    import inspect
-
-    from tfvid import models
-    param = inspect.signature(models.MODELS[model]).parameters.get("num_segments")
-    if param is None or param.default is inspect.Parameter.empty:
-        return None
-    return param.default
+    """The model's paper training T (ModelSpec.default_time): TSN 3, StNet 7, DIN 8, VideoMap
+    256; None when its sampler decides (dynamic_image)."""
+    return get_spec(model).default_time
 
 
 def check_data(train_files, val_files) -> list[str]:
@@ -292,14 +336,15 @@ def name_data_loss(err, files_by_flag) -> None:
 
 
 def check_previous_run(model_dir: str, config: dict) -> None:
-    """A model_dir of another network (different run_config model keys) -> UsageError."""
+    """A model_dir of another network (different run_config resume_keys) -> UsageError."""
     from tfvid.train.run_dir import RUN_CONFIG
     path = os.path.join(model_dir, RUN_CONFIG)
     if not (FLAGS.resume and os.path.isfile(path)):
         return
     with open(path, encoding="utf-8") as f:
         old = json.load(f)
-    diff = {k: (old.get(k), config.get(k)) for k in RESUME_KEYS if old.get(k) != config.get(k)}
+    keys = resume_keys(get_spec(config["model"]))
+    diff = {k: (old.get(k), config.get(k)) for k in keys if old.get(k) != config.get(k)}
     if diff:
         detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
         raise app.UsageError(f"--model_dir={model_dir} holds a run of a different model ({detail});"
@@ -307,6 +352,7 @@ def check_previous_run(model_dir: str, config: dict) -> None:
 
 
 def main(argv):
+    define_model_flags()     # specs registered since the import (their flags at defaults)
     check_args(argv)
     check_flags()
     train_files = data_files("train_data")
@@ -328,16 +374,12 @@ def main(argv):
                      FLAGS.batch_size, steps)
     # run_config.json holds the flags; evaluate and export rebuild the network and the sampler
     # from it with the same run_dir functions.
-    config = {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS}
+    spec = get_spec(FLAGS.model)
+    config = {name: FLAGS[name].value for name in recorded_flags(spec)}
     if config.get("num_segments") is None:   # the model's paper default (TSN 3, StNet 7)
-        config["num_segments"] = paper_num_segments(FLAGS.model)
-    if FLAGS.model in STREAM_MODELS:     # the stream reaches the builder via model_kwargs
-        config.update(stream=FLAGS.stream, sampler="mdi",
-                      model_kwargs={"stream": FLAGS.stream})
-        if FLAGS.sdi_frames:             # SDI: one window of T frames over the whole video
-            config.update(sampler={"name": "sdi", "frames": FLAGS.sdi_frames},
-                          model_kwargs={"stream": FLAGS.stream, "window": FLAGS.sdi_frames,
-                                        "num_windows": 1})
+        config["num_segments"] = spec.default_time
+    if spec.configure is not None:          # e.g. dynamic_image: stream, sampler, model_kwargs
+        config.update(spec.configure(dict(config)))
     sampler = run_dir.sampler_from_config(config, "train")
     kwargs = run_dir.builder_kwargs(config)
     config.update(num_classes=num_classes, steps=steps, sampler=sampler.config(),
@@ -357,13 +399,13 @@ def main(argv):
                           encoding="utf-8") as f:
                     json.dump(config, f, indent=1)
             return _train(config, strategy, sampler, kwargs, num_classes, steps, train_files,
-                          val_files, kernels, data_warnings)
+                          val_files, kernels, data_warnings, spec)
     except LockedError as err:
         raise app.UsageError(f"--model_dir: {err}") from None
 
 
 def _train(config, strategy, sampler, kwargs, num_classes, steps, train_files, val_files,
-           kernels, data_warnings):
+           kernels, data_warnings, spec):
     from tfvid import models
     from tfvid.data import build_dataset
     from tfvid.train.loop import train
@@ -372,12 +414,17 @@ def _train(config, strategy, sampler, kwargs, num_classes, steps, train_files, v
     def model_fn():
         return models.build(FLAGS.model, num_classes, weights=FLAGS.weights, **kwargs)
 
+    # cached features (FEATURE/<name>/floats) or decoded frames, as the spec says for this run
+    if spec.input_kind_of(config) == "features":
+        source = {"feature": config["feature"]}
+    else:
+        source = {"modality": FLAGS.modality, "backbone": FLAGS.backbone}
+
     def dataset_fn(ctx, files=train_files, mode="train"):
-        return build_dataset(files, sampler=sampler, mode=mode, modality=FLAGS.modality,
-                             batch_size=FLAGS.batch_size, input_size=FLAGS.input_size,
-                             backbone=FLAGS.backbone, seed=FLAGS.seed, input_context=ctx,
+        return build_dataset(files, sampler=sampler, mode=mode, batch_size=FLAGS.batch_size,
+                             input_size=FLAGS.input_size, seed=FLAGS.seed, input_context=ctx,
                              num_classes=num_classes,
-                             bad_data="skip" if FLAGS.bad_data == "skip" else "mark")
+                             bad_data="skip" if FLAGS.bad_data == "skip" else "mark", **source)
 
     def val_fn(ctx):
         return dataset_fn(ctx, val_files, "val")
@@ -401,15 +448,6 @@ def _train(config, strategy, sampler, kwargs, num_classes, steps, train_files, v
         name_data_loss(err, (("train_data", train_files), ("val_data", val_files)))
     print(json.dumps(result.metrics, indent=1))
     return result.metrics
-
-
-_OWN_FLAGS = ("strategy", "model", "modality", "backbone", "width", "input_size", "num_segments",
-              "new_length", "consensus", "dropout", "partial_bn", "weights", "train_data",
-              "frames_per_segment", "temporal_block", "pooling", "pool_before", "sdi_frames",
-              "val_data", "num_classes", "batch_size", "lr", "lr_schedule", "lr_steps",
-              "lr_patience", "momentum", "weight_decay", "clip_norm", "steps", "epochs",
-              "model_dir", "resume", "seed", "eval_every", "log_every", "checkpoint_every",
-              "bad_data", "allow_incomplete")
 
 
 def run():

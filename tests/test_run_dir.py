@@ -66,3 +66,15 @@ def test_class_names_precedence(tmp_path):
     (tmp_path / "two.txt").write_text("a\nb\n")
     with pytest.raises(ValueError, match="2 classes"):
         run_dir.class_names(TSN, str(tmp_path), classes_file=str(tmp_path / "two.txt"))
+
+
+def test_the_spec_decides_keywords_sampler_and_test_protocol():
+    din = {"model": "din", "num_classes": 3, "backbone": "tiny", "num_segments": 12,
+           "consensus": "avg", "modality": "rgb"}
+    assert run_dir.builder_kwargs(din)["num_frames"] == 12         # T goes to num_frames
+    assert "consensus" not in run_dir.builder_kwargs(din)          # not a DIN keyword
+    uniform = run_dir.sampler_from_config(din, "train")
+    assert (uniform.name, uniform.num_frames) == ("uniform", 12)
+    stnet = {"model": "stnet", "num_classes": 3, "num_segments": 7}
+    assert run_dir.sampler_from_config(stnet, "test").test_segments == 25
+    assert run_dir.model_spec(stnet).test_protocol(stnet) == (25, 1)

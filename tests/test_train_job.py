@@ -138,3 +138,19 @@ def test_num_segments_defaults_to_the_models_paper_value_and_kernels_are_recorde
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["input_kernels"] == metrics["input_kernels"] and saved["input_kernels"]
     assert saved["bad_videos"] == [] and saved["num_bad_videos"] == 0
+
+
+def test_model_flags_and_paper_time_come_from_the_specs():
+    """The model-specific flags are defined from the model specs, presets keep working."""
+    from tfvid.models.spec import model_flags
+    assert {"consensus", "frames_per_segment", "temporal_block", "stream", "sdi_frames",
+            "pooling", "pool_before"} <= set(model_flags())
+    assert (job.paper_num_segments("din"), job.paper_num_segments("videomap")) == (8, 256)
+    parse(f"--flagfile={os.path.join(CONFIGS, 'stnet_kinetics400.flags')}")
+    assert (FLAGS.frames_per_segment, FLAGS.temporal_block) == (5, "official")
+
+
+def test_features_input_needs_a_feature_name(tmp_path):
+    with pytest.raises(app.UsageError, match="--feature="):
+        call("--model=din", "--backbone=none", "--train_data=x",
+             f"--model_dir={tmp_path / 'out'}", "--steps=1")

@@ -31,6 +31,7 @@ from tfvid.layers.dense_image import (DenseImageConv, check_frames_for_widths,
                                       dense_image_conv_param_count)
 from tfvid.layers.partial_bn import apply_partial_bn
 from tfvid.models.arguments import check_choice
+from tfvid.models.spec import model_spec
 from tfvid.models.tsn import MODALITIES, DEFAULT_NEW_LENGTH, FoldSegments, UnfoldSegments
 
 #: Per-frame feature size of the paper's BN-Inception (global pool), the head-only default.
@@ -103,6 +104,20 @@ def din_head_param_count(num_classes, feature_dim=PAPER_FEATURE_DIM, embed_dim=2
     return (d * e + e) + dense_image_conv_param_count(e, widths, m) + len(widths) * (m * c + c)
 
 
+#: Keywords a DIN / VideoMap run records (--num_segments is their num_frames T).
+FRAME_MODEL_ARGS = ("backbone", "modality", "width", "input_size", "new_length", "dropout",
+                    "partial_bn", "feature_dim")
+#: Train flags of the models that also train on cached features (--backbone=none).
+FEATURE_FLAGS = {"feature": ("string", None, "Cached features (FEATURE/<name>/floats of the "
+                        "records, pipelines.extract_features) the head trains on with "
+                        "--backbone=none."),
+           "feature_dim": ("integer", None, "D of the cached features (default 1024).")}
+
+
+@model_spec(
+    "din", input_kind="frames", feature_input=True, modalities=MODALITIES,
+    time_arg="num_frames", default_time=8, sampler="uniform", test_segments=None, test_crops=10,
+    recorded_args=FRAME_MODEL_ARGS, flags=FEATURE_FLAGS)
 def build_din(num_classes, *, backbone=None, feature_dim=None, num_frames=8, embed_dim=256,
               widths=(2, 3, 4, 5, 6), filters=256, dropout=0.5, feature_dropout=0.8,
               input_size=224, width=1.0, weights=None, partial_bn=True, modality="rgb",

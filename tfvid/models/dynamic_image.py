@@ -48,6 +48,7 @@ import keras
 
 from tfvid.layers.rank_pooling import ApproximateRankPooling
 from tfvid.models.arguments import check_choice
+from tfvid.models.spec import model_spec
 from tfvid.models.dynamic_image_layers import (MaxOverWindows, ParametricPooling, SelectFrame,
                                                TemporalReduce)
 from tfvid.models.tsn import FoldSegments, UnfoldSegments
@@ -78,6 +79,27 @@ def input_channels(stream: str, window: int = 10) -> int:
     return FRAME_CHANNELS[stream_modality(stream)] * int(window)
 
 
+def run_config(values: dict) -> dict:
+    """The train job's run_config entries of a dynamic image run (the spec's `configure`): the
+    stream reaches the builder through model_kwargs; MDI windows, or with sdi_frames = T > 0
+    one window of T frames over the whole video (SDI)."""
+    stream, frames = values["stream"], int(values.get("sdi_frames") or 0)
+    if frames:
+        return {"stream": stream, "sampler": {"name": "sdi", "frames": frames},
+                "model_kwargs": {"stream": stream, "window": frames, "num_windows": 1}}
+    return {"stream": stream, "sampler": "mdi", "model_kwargs": {"stream": stream}}
+
+
+def check_run(values: dict) -> None:
+    """The spec's `check` of the train flags: ValueError naming them."""
+    frames = values.get("sdi_frames") or 0
+    if frames < 0:
+        raise ValueError(f"--sdi_frames must be 0 (MDI) or positive, got {frames}")
+    if frames and values.get("stream") not in DYNAMIC_STREAMS:
+        raise ValueError(f"--sdi_frames={frames} needs --model=dynamic_image with --stream=di "
+                         f"or dof (got --stream={values.get('stream')})")
+
+
 def _window_pool(pooling, *, scale, after_stage, window, name):
     """The layer pooling axis 1 of (N, L, ...) away, with the activation that follows it:
     none for ARP / mean / max on the input pixels, ReLU inside the network and for PP."""
@@ -90,6 +112,24 @@ def _window_pool(pooling, *, scale, after_stage, window, name):
     return TemporalReduce(mode=pooling, axis=1, name=name)
 
 
+@model_spec(
+    "dynamic_image", modalities=("rgb", "flow"), streams=STREAM_MODALITY, time_arg=None,
+    default_time=None, sampler="mdi",
+    test_segments=None, test_crops=1,   # docs/dynamic_images.md: MDI windows over the whole
+    #                                     video, one centre crop
+    recorded_args=("backbone", "width", "input_size", "dropout", "pooling", "pool_before"),
+    configure=run_config, check=check_run,
+    flags={"stream": ("enum:si,di,of,dof", "di", "Stream of --model=dynamic_image: si (static "
+                      "RGB frames), di (dynamic images), of (optical flow), dof (dynamic optical "
+                      "flow). It implies --modality (si/di: rgb, of/dof: flow) and the MDI "
+                      "window sampler."),
+           "sdi_frames": ("integer", 0, "Streams di/dof: 0 = multiple dynamic images (MDI: "
+                          "windows of 10 frames every 6, max-pooled); T > 0 = a single dynamic "
+                          "image (SDI) per video from T frames spread over the whole video."),
+           "pooling": ("string", None, "Temporal pooling of a dynamic image window: arp "
+                       "(approximate rank pooling), pp1, pp2 (parametric), mean or max."),
+           "pool_before": ("string", None, "'input' (dynamic images) or a backbone stage such "
+                           "as res3 (dynamic maps).")})
 def build_dynamic_image_net(num_classes, *, stream="di", backbone="resnext50", input_size=224,
                             window=10, num_windows=None, pooling="arp", pool_before="input",
                             weights=None, width=1.0, dropout=None, arp_scale=0.1,

@@ -31,6 +31,7 @@ import keras
 from tfvid.layers.temporal import (TEMPORAL_BLOCK_VARIANTS, TemporalModelingBlock,
                                    TemporalXceptionBlock)
 from tfvid.models.arguments import check_choice
+from tfvid.models.spec import model_spec
 from tfvid.models.tsn import FoldSegments, UnfoldSegments
 
 #: Backbones with the res3 / res4 stages after which the temporal modelling blocks go.
@@ -39,6 +40,16 @@ STNET_BACKBONES = ("resnet50", "resnet101", "resnext50", "resnext101", "tiny")
 TEMPORAL_STAGES = ("res3", "res4")
 
 
+@model_spec(
+    "stnet", modalities=("rgb",), time_arg="num_segments", default_time=7, sampler="stnet",
+    test_segments=25, test_crops=1,    # docs/stnet.md: T = 25 super-images, one centre crop
+    recorded_args=("backbone", "width", "input_size", "num_segments", "frames_per_segment",
+                   "temporal_block", "dropout"),
+    flags={"frames_per_segment": ("integer", None, "StNet: frames N stacked into each "
+                                  "super-image (paper: 5)."),
+           "temporal_block": ("string", None, "StNet temporal modelling block: official "
+                              "(Conv3D, ReLU, BN, residual add; PaddlePaddle code) or paper "
+                              "(Conv3D, BN, ReLU, 1/(3C) init).")})
 def build_stnet(num_classes, *, backbone="resnet50", num_segments=7, frames_per_segment=5,
                 input_size=224, weights=None, width=1.0, temporal_block="official",
                 txb_width=1024, dropout=0.0, synchronized=None, conv_bias=False):

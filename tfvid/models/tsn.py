@@ -17,6 +17,7 @@ from keras import ops
 from tfvid.layers.consensus import CONSENSUS_MODES, SegmentConsensus
 from tfvid.layers.partial_bn import apply_partial_bn
 from tfvid.models.arguments import check_choice
+from tfvid.models.spec import model_spec
 
 MODALITIES = ("rgb", "flow", "rgbdiff")
 # Frames per snippet (L, "new_length") and dropout ratio per modality, from the paper and the
@@ -70,6 +71,14 @@ class UnfoldSegments(keras.layers.Layer):
         return (ref_shape[0], ref_shape[1]) + tuple(x_shape[1:])
 
 
+@model_spec(
+    "tsn", modalities=MODALITIES, time_arg="num_segments", default_time=3, sampler="tsn",
+    test_segments=25, test_crops=10,   # docs/tsn.md: 25 snippets x 10 crops
+    variable_time=lambda cfg: cfg.get("consensus") != "weighted",   # one weight per segment
+    recorded_args=("backbone", "modality", "width", "input_size", "num_segments", "new_length",
+                   "consensus", "dropout", "partial_bn", "top_k"),
+    flags={"consensus": ("string", "avg", "Segmental consensus: avg, max, topk, weighted, "
+                         "attention.")})
 def build_tsn(num_classes, *, backbone="bninception", modality="rgb", num_segments=3,
               new_length=None, input_size=224, consensus="avg", dropout=None,
               partial_bn=True, weights=None, width=1.0, top_k=2):

@@ -35,7 +35,9 @@ from tfvid.layers.temporal_attention import (ATTENTION_ACTIVATIONS, COLUMN_POOLI
                                              ColumnPooling, PoolAttention, ScaleRows,
                                              TemporalAttention, pooled_length)
 from tfvid.models.arguments import check_choice
-from tfvid.models.din import _check_rate, frame_features
+from tfvid.models.din import FEATURE_FLAGS, FRAME_MODEL_ARGS, _check_rate, frame_features
+from tfvid.models.spec import model_spec
+from tfvid.models.tsn import MODALITIES
 
 #: Paper ablation (Table III): no attention, A0 only, A1 and A2, all three.
 ATTENTION_MODES = ("none", "a0", "a1a2", "all")
@@ -94,6 +96,12 @@ def videomap_head_param_count(num_classes, num_frames=DEFAULT_NUM_FRAMES,
     return total
 
 
+@model_spec(
+    "videomap", input_kind="frames", feature_input=True, modalities=MODALITIES,
+    time_arg="num_frames", default_time=DEFAULT_NUM_FRAMES, sampler="uniform",
+    test_segments=None, test_crops=10,
+    variable_time=False,      # the attention's fully connected layer fixes T
+    recorded_args=FRAME_MODEL_ARGS, flags=FEATURE_FLAGS)
 def build_videomap(num_classes, *, backbone=None, feature_dim=None,
                    num_frames=DEFAULT_NUM_FRAMES, filters=(32, 64, 128),
                    attention_filters=(16, 32), attention="all", attention_activation="sigmoid",

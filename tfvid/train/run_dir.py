@@ -11,12 +11,13 @@
     names = class_names(cfg, "runs/tsn_rgb")
 
 The train job writes run_config.json with builder_kwargs() and sampler_from_config() too, so a
-run is rebuilt with the same rules that made it.
+run is rebuilt with the same rules that made it. What differs between models (the builder
+keywords a run records, the time argument, the sampler, the test protocol) comes from the
+model's spec (tfvid.models.spec.ModelSpec), never from a table here.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -24,23 +25,23 @@ import os
 import tensorflow as tf
 
 from tfvid import models
-from tfvid.data import sampling
 from tfvid.data.indexes import read_classes_file
-from tfvid.models.tsn import DEFAULT_NEW_LENGTH
 
 log = logging.getLogger(__name__)
 
 RUN_CONFIG = "run_config.json"
 FINAL_WEIGHTS = "final.weights.h5"
-# run_config keys that describe the network (passed on to the builder when it takes them).
-MODEL_KEYS = ("backbone", "modality", "width", "input_size", "num_segments", "new_length",
-              "consensus", "dropout", "partial_bn", "top_k", "num_frames", "frames_per_segment",
-              "temporal_block", "pooling", "pool_before", "feature_dim", "feature")
-# Sampler of each model family when run_config records none.
-DEFAULT_SAMPLER = {"tsn": "tsn", "stnet": "stnet", "din": "uniform", "videomap": "uniform",
-                   "dynamic_image": "mdi"}
 TRAINED = "trained"   # num_segments of builder_kwargs / build_model: keep the run's time length
-TEST_SEGMENTS = 25    # snippets of the TSN test protocol (docs/tsn.md)
+TEST_SEGMENTS = 25    # snippets of the TSN test protocol (docs/tsn.md), when a spec gives none
+
+
+def model_spec(cfg: dict):
+    """The ModelSpec of the run's model; ValueError naming the known models."""
+    name = cfg.get("model")
+    if name not in models.MODELS:
+        raise ValueError(f"run_config model {name!r} is not a known model "
+                         f"({sorted(models.MODELS)})")
+    return models.get_spec(name)
 
 
 def read_run_config(model_dir: str) -> dict:
@@ -68,29 +69,20 @@ def read_run_config(model_dir: str) -> dict:
 def builder_kwargs(cfg: dict, *, num_segments=TRAINED, input_size: int | None = None) -> dict:
     """Keyword arguments of the run's model builder, `weights` excluded.
 
-    run_config 'model_kwargs' first, then each MODEL_KEYS value of run_config that is not None
-    and that the builder takes (None leaves the builder's default). `num_segments` sets the
-    builder's time length (its num_segments, else num_frames): TRAINED keeps the run's value,
-    None makes it variable, an int fixes it. `input_size`, when given, replaces the spatial side.
+    run_config 'model_kwargs' first, then each of the spec's recorded_args of run_config that
+    is not None (None leaves the builder's default); the run's num_segments (T) goes to the
+    spec's time_arg. `num_segments` sets the builder's time length: TRAINED keeps the run's
+    value, None makes it variable, an int fixes it. `input_size`, when given, replaces the
+    spatial side.
     """
-    name = cfg.get("model")
-    if name not in models.MODELS:
-        raise ValueError(f"run_config model {name!r} is not a known model "
-                         f"({sorted(models.MODELS)})")
-    params = inspect.signature(models.MODELS[name]).parameters
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    kwargs = dict(cfg.get("model_kwargs") or {})
-    for key in MODEL_KEYS:
-        if cfg.get(key) is not None and (key in params or takes_any):
-            kwargs.setdefault(key, cfg[key])
-    kwargs.pop("weights", None)
+    spec = model_spec(cfg)
+    kwargs = spec.builder_kwargs(cfg)
     if num_segments != TRAINED:
-        time_key = next((k for k in ("num_segments", "num_frames") if k in params), None)
-        if time_key is not None:
-            kwargs[time_key] = None if num_segments is None else int(num_segments)
+        if spec.time_arg is not None:
+            kwargs[spec.time_arg] = None if num_segments is None else int(num_segments)
         elif num_segments is not None:
-            raise ValueError(f"model {name!r} has no time length argument (num_segments or "
-                             f"num_frames) to set to {num_segments}")
+            raise ValueError(f"model {spec.name!r} has no time length argument (num_segments "
+                             f"or num_frames) to set to {num_segments}")
     if input_size is not None:
         kwargs["input_size"] = int(input_size)
     return kwargs
@@ -139,32 +131,24 @@ def restore(model, model_dir: str, checkpoint: str | None = None) -> str:
 
 # ---------------------------------------------------------------------------- the data
 def _training_sampler(cfg: dict):
-    """run_config 'sampler' (a config dict or a name), else DEFAULT_SAMPLER of the model,
-    with its fields taken from run_config values."""
-    spec = cfg.get("sampler")
-    if isinstance(spec, dict):
-        return sampling.get_sampler(**spec)
-    name = spec or DEFAULT_SAMPLER.get(cfg["model"], "tsn")
-    fields = {f.name for f in dataclasses.fields(sampling.SAMPLERS[name])}
-    kw = {k: cfg[k] for k in fields if cfg.get(k) is not None}
-    if "num_frames" in fields and "num_frames" not in kw and cfg.get("num_segments"):
-        kw["num_frames"] = cfg["num_segments"]   # the train job's --num_segments is T
-    if "new_length" in fields and "new_length" not in kw:
-        kw["new_length"] = DEFAULT_NEW_LENGTH[cfg.get("modality", "rgb")]
-    return sampling.get_sampler(name, **kw)
+    """run_config 'sampler' (a config dict or a name), else the model spec's sampler, with
+    its fields taken from run_config values (ModelSpec.make_sampler)."""
+    return model_spec(cfg).make_sampler(cfg)
 
 
 def sampler_from_config(cfg: dict, mode: str, num_segments: int | None = None):
     """The run's sampler (tfvid.data.sampling) with its time length set for `mode`.
 
     In test mode a sampler with test snippets (TSN, StNet) takes `num_segments` of them
-    (TEST_SEGMENTS when None); otherwise `num_segments`, when given, replaces its num_segments
+    (the spec's test_segments, else TEST_SEGMENTS, when None); otherwise `num_segments`, when given, replaces its num_segments
     or num_frames. ValueError when it does not apply (no time length, 'weighted' consensus).
     """
     sampler = _training_sampler(cfg)
     fields = {f.name for f in dataclasses.fields(sampler)}
     if mode == "test" and "test_segments" in fields:
-        k = TEST_SEGMENTS if num_segments is None else num_segments
+        k = num_segments
+        if k is None:
+            k = model_spec(cfg).test_segments or TEST_SEGMENTS
         if cfg.get("consensus") == "weighted" and k != getattr(sampler, "num_segments", k):
             raise ValueError(f"the 'weighted' consensus fixes K={sampler.num_segments}; "
                              f"{k} test segments cannot be used with it")
