@@ -309,14 +309,10 @@ def check_data(train_files, val_files) -> list[str]:
 
 
 def kernels_status() -> dict:
-    """tfvid.data.kernels.status() (falls back to available()): whether the fused input kernels
-    run."""
+    """Whether the fused input kernels run: tfvid.data.kernels.info()'s on, path and status."""
     from tfvid.data import kernels
-    status = getattr(kernels, "status", None)
-    if status is not None:
-        info = status()
-        return info if isinstance(info, dict) else {"status": str(info)}
-    return {"available": bool(kernels.available())}
+    info = kernels.info()
+    return {k: info[k] for k in ("on", "path", "status")}
 
 
 def name_data_loss(err, files_by_flag) -> None:
@@ -365,7 +361,7 @@ def main(argv):
     data_warnings = check_data(train_files, val_files)
     num_classes, class_names = resolve_num_classes(train_files, val_files)
     kernels = kernels_status()
-    logging.info("fused input kernels: %s", kernels)
+    logging.info("%s", kernels["status"])
     steps = FLAGS.steps
     if FLAGS.epochs > 0:
         videos = count_videos(train_files)
