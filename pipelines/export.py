@@ -10,12 +10,11 @@ evaluate job's test protocol in the graph (--protocol_segments snippets x --prot
 views, averaged), and clip (float32 (None, T, S, S, C) in the evaluation layout, one view per
 row: clients batch crops themselves and average the logits, as pipelines.predict does); all
 return logits, probabilities, top_k_indices and top_k_classes. Also a tfvid.json sidecar
-(class names, model, sampling, preprocessing and protocol config) and TF Serving warmup
-requests for every signature.
+(tfvid.export.run_sidecar: class names, model, sampling, preprocessing and protocol config) and
+TF Serving warmup requests for every signature.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -25,7 +24,6 @@ from absl import flags
 from pipelines.common import check_args, define_flag, flag_value, program_name, run_job
 
 FLAGS = flags.FLAGS
-DEFAULT_FRAME_SIZE = (340, 256)  # (w, h): TSN stores frames at 340x256
 
 define_flag("string", "model_dir", None, "Training directory with run_config.json and "
             "checkpoints.")
@@ -45,135 +43,6 @@ define_flag("integer", "protocol_crops", 10, "Views per clip of the in-graph tes
             "evaluate job's default).")
 define_flag("integer", "protocol_segments", None, "Test snippets of the in-graph protocol "
             "(default: the evaluate job's, e.g. 25 for TSN).")
-
-
-# ------------------------------------------------------------------------- sidecar
-def _builder_default(model_name: str, key: str):
-    from tfvid import models
-
-    param = inspect.signature(models.MODELS[model_name]).parameters.get(key)
-    return None if param is None or param.default is inspect.Parameter.empty else param.default
-
-
-def _prepare_options(first: str) -> dict | None:
-    """Options of the prepare_data run that wrote `first` (<split>-manifest.json beside it)."""
-    folder = os.path.dirname(os.path.abspath(first))
-    if not os.path.isdir(folder):
-        return None
-    manifests = sorted(f for f in os.listdir(folder) if f.endswith("-manifest.json"))
-    base = os.path.basename(first)
-    manifests.sort(key=lambda f: not base.startswith(f[:-len("-manifest.json")]))
-    for f in manifests:
-        try:
-            with open(os.path.join(folder, f), encoding="utf-8") as fh:
-                return json.load(fh)["options"]
-        except (OSError, ValueError, KeyError):
-            continue
-    return None
-
-
-def _first_frame_size(list_file: str) -> list[int] | None:
-    """[w, h] of the first JPEG of the first video folder of a raw-frames .list file."""
-    import tensorflow as tf
-    from tfvid.data.pipeline import read_list_file
-
-    try:
-        dirs = read_list_file(list_file)[0]
-        images = sorted(f for f in os.listdir(dirs[0]) if f.lower().endswith((".jpg", ".jpeg")))
-        data = tf.io.read_file(os.path.join(dirs[0], images[0]))
-        h, w = tf.io.extract_jpeg_shape(data).numpy()[:2]
-        return [int(w), int(h)]
-    except (OSError, IndexError, ValueError, tf.errors.OpError) as e:
-        logging.warning("cannot read a frame listed in %s (%s); assuming %dx%d frames",
-                        list_file, e, *DEFAULT_FRAME_SIZE)
-        return None
-
-
-def read_data_context(run_config: dict) -> dict:
-    """How the training videos were decoded: {"frame_size": [w, h] | None, "short_side",
-    "fps", "flow_method", "flow_bound"}, from the prepare_data manifest beside the first train
-    file, else from its first record's context, else TSN's 340x256 (with a warning)."""
-    import tensorflow as tf
-    from tfvid.data import schema
-    from tfvid.train import run_dir
-
-    out = {"frame_size": list(DEFAULT_FRAME_SIZE), "short_side": None, "fps": None,
-           "flow_method": "tvl1", "flow_bound": 20.0}
-    first = run_dir.first_train_file(run_config)
-    if not first or not os.path.isfile(first):
-        logging.warning("training data %r not found; assuming %dx%d frames", first,
-                        *DEFAULT_FRAME_SIZE)
-        return out
-    options = _prepare_options(first)
-    if options:
-        out.update(frame_size=options.get("frame_size"), short_side=options.get("short_side"),
-                   fps=options.get("fps"))
-        if options.get("flow") not in (None, "none"):
-            out["flow_method"] = options["flow"]
-        if options.get("flow_bound"):
-            out["flow_bound"] = float(options["flow_bound"])
-        return out
-    if first.endswith(".list"):   # raw-frame folders: the size of the first stored frame
-        size = _first_frame_size(first)
-        if size:
-            out["frame_size"] = size
-        return out
-    for raw in tf.data.TFRecordDataset(first).take(1).as_numpy_iterator():
-        ctx = tf.train.SequenceExample.FromString(raw).context.feature
-        w, h = ctx[schema.IMAGE_WIDTH].int64_list.value, ctx[schema.IMAGE_HEIGHT].int64_list.value
-        if w and h and w[0] > 0 and h[0] > 0:
-            out["frame_size"] = [int(w[0]), int(h[0])]
-        if ctx[schema.FLOW_METHOD].bytes_list.value:
-            out["flow_method"] = ctx[schema.FLOW_METHOD].bytes_list.value[0].decode()
-        if ctx[schema.FLOW_BOUND].float_list.value:
-            out["flow_bound"] = float(ctx[schema.FLOW_BOUND].float_list.value[0])
-    return out
-
-
-def signature_sampler(run_config: dict, time_steps: int | None) -> dict:
-    """Config of the run's test-mode sampler whose T is the signature's (when fixed; 25 test
-    snippets when T is variable, as in the TSN test protocol). ValueError if it cannot match."""
-    from tfvid.train import run_dir
-
-    sampler = run_dir.sampler_from_config(run_config, "test", time_steps)
-    steps = sampler.num_steps("test")
-    if time_steps is not None and steps != time_steps:
-        raise ValueError(f"sampler {sampler.config()} gives T={steps} in test mode but the "
-                         f"exported signature has T={time_steps}")
-    return sampler.config()
-
-
-def build_sidecar(model, model_dir: str, run_config: dict, kwargs: dict, checkpoint: str,
-                  sampling: dict | None = None) -> dict:
-    """The tfvid.json sidecar for an export of `model` restored from `model_dir`; `sampling`
-    replaces the sampler derived from the signature's T (signature_sampler)."""
-    from tfvid.data import augment
-    from tfvid.train import run_dir
-
-    name = run_config["model"]
-    shape = list(model.input_shape)
-    time_steps = shape[1]
-    modality = run_config.get("modality", "rgb")
-    backbone = kwargs.get("backbone") or _builder_default(name, "backbone") or "resnet50"
-    decoding = read_data_context(run_config)
-    if modality != "flow":
-        decoding.pop("flow_method"), decoding.pop("flow_bound")
-    preprocessing = {
-        "modality": modality,
-        "backbone": backbone,
-        "input_size": int(shape[2]),
-        "normalization": augment.normalization_config(backbone, modality),
-        "mode": "test",
-    }
-    return {
-        "class_names": run_dir.class_names(run_config, model_dir),
-        "model": {"name": name, "builder_kwargs": kwargs, "model_dir": os.path.abspath(model_dir),
-                  "checkpoint": os.path.basename(checkpoint), "run_config": run_config},
-        "sampling": sampling or signature_sampler(run_config, time_steps),
-        "decoding": decoding,
-        "preprocessing": preprocessing,
-        "input_shape": shape,
-    }
 
 
 # ------------------------------------------------------------------------ test protocol
@@ -237,6 +106,7 @@ def export(model_dir: str, *, name: str | None = None, export_base: str = "saved
     weights) with its input fixed to the requested T.
     """
     from tfvid.export import export_saved_model
+    from tfvid.export.run_sidecar import build_sidecar
     from tfvid.train import run_dir
 
     if num_segments is not None and int(num_segments) < 0:

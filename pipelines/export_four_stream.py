@@ -5,7 +5,7 @@
 
 Each --<stream>_dir is a training run of --model=dynamic_image --stream=<stream> (its
 run_config.json and checkpoints, see pipelines/train.py). The four networks are rebuilt and
-restored (tfvid.train.run_dir), wrapped by tfvid.export.four_stream.build_four_stream_model
+restored (tfvid.train.run_dir), wrapped by tfvid.models.four_stream.build_four_stream_model
 (weighted average of the streams' logits, paper section 5.10) and written to
 <export_base>/<name>/<version>/ in the TF Serving layout with a tfvid.json sidecar and warmup
 requests. Signatures (tfvid.export.signatures): serving_default takes uint8 rgb frames
@@ -103,8 +103,8 @@ def load_stream(stream: str, model_dir: str, num_windows: int | None):
 
 def stream_sidecar(stream, model, model_dir, cfg, checkpoint) -> dict:
     """What a client needs to feed one stream: the single-stream export's sidecar pieces
-    (pipelines.export.build_sidecar) with the run's MDI windows as the sampler."""
-    from pipelines.export import build_sidecar
+    (tfvid.export.run_sidecar.build_sidecar) with the run's MDI windows as the sampler."""
+    from tfvid.export.run_sidecar import build_sidecar
     from tfvid.train import run_dir
 
     full = build_sidecar(model, model_dir, cfg, run_dir.builder_kwargs(cfg), checkpoint,
@@ -123,8 +123,8 @@ def export(dirs: dict[str, str], *, weights: dict[str, float] | None = None,
     With a variable number of windows (num_windows None/0) the export also has the in-graph
     protocol signatures (rgb frames + flow fields, their JPEGs, or records with flow; MDI test
     windows x protocol_crops views, averaged); with a fixed W only the float32 one."""
-    from tfvid.export.four_stream import (build_four_stream_model, export_four_stream,
-                                          four_stream_protocol)
+    from tfvid.export.four_stream import export_four_stream, four_stream_protocol
+    from tfvid.models.four_stream import build_four_stream_model
     from tfvid.train import run_dir
 
     if num_windows is not None and int(num_windows) < 0:

@@ -12,8 +12,8 @@ import tensorflow as tf  # noqa: E402
 
 from tfvid.models.dynamic_image import (build_dynamic_image_net, input_channels,  # noqa: E402
                                         stream_modality)
-from tfvid.models.dynamic_image_layers import (MaxOverWindows, ParametricPooling,  # noqa: E402
-                                               frames_to_window)
+from tfvid.layers.window_pooling import (MaxOverWindows, ParametricPooling,  # noqa: E402
+                                         frames_to_window)
 
 S, L, K, WIDTH = 32, 10, 4, 0.25
 

@@ -10,8 +10,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfvid.export.four_stream import (WeightedAverage, build_four_stream_model,  # noqa: E402
-                                      export_four_stream)
+from tfvid.export.four_stream import export_four_stream  # noqa: E402
+from tfvid.layers.fusion import WeightedAverage  # noqa: E402
+from tfvid.models.four_stream import build_four_stream_model  # noqa: E402
 from tfvid.models.dynamic_image import build_dynamic_image_net  # noqa: E402
 
 S, K, WIDTH = 32, 3, 0.25

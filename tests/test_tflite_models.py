@@ -102,7 +102,8 @@ def test_dynamic_image_streams_convert(case, base, tmp_path):
 
 
 def test_four_stream_converts_with_two_inputs(base, tmp_path):
-    from tfvid.export.four_stream import build_four_stream_model, export_four_stream
+    from tfvid.export.four_stream import export_four_stream
+    from tfvid.models.four_stream import build_four_stream_model
 
     nets = {s: stream_net(s, i) for i, s in enumerate(("si", "di", "of", "dof"))}
     model = build_four_stream_model(nets, {"si": 1, "di": 2, "of": 1, "dof": 0.5})

@@ -209,7 +209,7 @@ def load_run_network(model_dir: str, checkpoint: str | None = None) -> FrameNetw
     (default: the latest) restored, and its backbone sub-model (global-pool output, before
     dropout and the classifier) taken. Modality, L, input size and width follow the run.
     ValueError for runs of other models (their frame features are not a plain backbone's)."""
-    from tfvid.models.tsn import DEFAULT_NEW_LENGTH
+    from tfvid.models.snippets import DEFAULT_NEW_LENGTH
     from tfvid.train import run_dir
     cfg = run_dir.read_run_config(model_dir)
     if cfg["model"] != "tsn":
@@ -239,7 +239,7 @@ def load_backbone_network(backbone: str, weights: str | None, *, modality: str =
     conv1 adapted by TSN's cross-modality rule for flow / rgbdiff), global average pooled."""
     from tfvid.data.modality import num_channels
     from tfvid.models.backbones import build_backbone
-    from tfvid.models.tsn import DEFAULT_NEW_LENGTH
+    from tfvid.models.snippets import DEFAULT_NEW_LENGTH
     if not weights:
         raise ValueError("an ImageNet backbone needs weights ('imagenet' or a .weights.h5 "
                          "file): random features are of no use")

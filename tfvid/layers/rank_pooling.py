@@ -27,7 +27,19 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfvid.data.rank_pooling import arp_weights
+
+def arp_weights(num_frames: int) -> np.ndarray:
+    """ARP coefficients alpha_t, t = 1..T, float64 (T,): sum_{j=t..T} (2j - T - 1)/j; T=1 -> [1].
+
+    Equal to the paper's 2(T - t + 1) - (T + 1)(H_T - H_{t-1}). T=3: [-4/3, 2/3, 2/3].
+    """
+    T = int(num_frames)
+    if T < 1:
+        raise ValueError(f"arp_weights: the window needs at least one frame, got T={num_frames}")
+    if T == 1:
+        return np.ones(1)
+    j = np.arange(1, T + 1, dtype=np.float64)
+    return np.cumsum(((2.0 * j - T - 1.0) / j)[::-1])[::-1].copy()
 
 
 def arp_coefficients(num_frames, dtype="float32") -> tf.Tensor:

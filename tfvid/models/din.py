@@ -30,9 +30,10 @@ import keras
 from tfvid.layers.dense_image import (DenseImageConv, check_frames_for_widths,
                                       dense_image_conv_param_count)
 from tfvid.layers.partial_bn import apply_partial_bn
+from tfvid.layers.segments import FoldSegments, UnfoldSegments
 from tfvid.models.arguments import check_choice
+from tfvid.models.snippets import DEFAULT_NEW_LENGTH, MODALITIES, snippet_channels
 from tfvid.models.spec import model_spec
-from tfvid.models.tsn import MODALITIES, DEFAULT_NEW_LENGTH, FoldSegments, UnfoldSegments
 
 #: Per-frame feature size of the paper's BN-Inception (global pool), the head-only default.
 PAPER_FEATURE_DIM = 1024
@@ -73,7 +74,6 @@ def frame_features(owner, *, backbone=None, feature_dim=None, num_frames=None, i
     else:
         from tfvid.models.backbones import BACKBONES, build_backbone
         from tfvid.models.backbones import feature_dim as backbone_feature_dim
-        from tfvid.models.tsn import snippet_channels
         check_choice(owner, "backbone", backbone, BACKBONES)
         check_choice(owner, "modality", modality, MODALITIES)
         dim = backbone_feature_dim(backbone, width)

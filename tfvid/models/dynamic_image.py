@@ -34,7 +34,7 @@ ReLU, 10x1; followed by ReLU), "mean" / "max" (mean / max image, Table 1 baselin
 Single dynamic image (SDI, section 4.3): one window spanning the whole video. Build with
 ``window=T, num_windows=1`` and feed T frames spread over the video as one window:
 ``UniformSampler(num_frames=T)`` clips (B, T, S, S, C) reshaped by
-`tfvid.models.dynamic_image_layers.frames_to_window` to (B, 1, S, S, T*C). The MDI sampler
+`tfvid.layers.window_pooling.frames_to_window` to (B, 1, S, S, T*C). The MDI sampler
 cannot express it (its windows are consecutive frames).
 
 The static stream (SI) of the reference code takes single frames every 6 frames starting at
@@ -47,11 +47,11 @@ from __future__ import annotations
 import keras
 
 from tfvid.layers.rank_pooling import ApproximateRankPooling
+from tfvid.layers.segments import FoldSegments, UnfoldSegments
+from tfvid.layers.window_pooling import (MaxOverWindows, ParametricPooling, SelectFrame,
+                                         TemporalReduce)
 from tfvid.models.arguments import check_choice
 from tfvid.models.spec import model_spec
-from tfvid.models.dynamic_image_layers import (MaxOverWindows, ParametricPooling, SelectFrame,
-                                               TemporalReduce)
-from tfvid.models.tsn import FoldSegments, UnfoldSegments
 
 STREAMS = ("si", "di", "of", "dof")
 POOLINGS = ("arp", "pp1", "pp2", "mean", "max")

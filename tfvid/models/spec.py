@@ -52,6 +52,8 @@ import importlib
 import os
 from typing import Any, Callable, Mapping
 
+from tfvid.models.snippets import DEFAULT_NEW_LENGTH
+
 INPUT_KINDS = ("frames", "features")
 TIME_ARGS = ("num_segments", "num_frames", None)
 PLUGINS_ENV = "TFVID_PLUGINS"
@@ -147,7 +149,6 @@ class ModelSpec:
         """The run's training sampler: run_config 'sampler' (a config dict or a name), else
         this spec's, with its fields taken from run_config values (--num_segments is T)."""
         from tfvid.data import sampling
-        from tfvid.models.tsn import DEFAULT_NEW_LENGTH
         recorded = cfg.get("sampler")
         if isinstance(recorded, dict):
             return sampling.get_sampler(**recorded)

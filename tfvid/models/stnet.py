@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import keras
 
+from tfvid.layers.segments import FoldSegments, UnfoldSegments
 from tfvid.layers.temporal import (TEMPORAL_BLOCK_VARIANTS, TemporalModelingBlock,
                                    TemporalXceptionBlock)
 from tfvid.models.arguments import check_choice
 from tfvid.models.spec import model_spec
-from tfvid.models.tsn import FoldSegments, UnfoldSegments
 
 #: Backbones with the res3 / res4 stages after which the temporal modelling blocks go.
 STNET_BACKBONES = ("resnet50", "resnet101", "resnext50", "resnext101", "tiny")

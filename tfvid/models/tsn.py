@@ -12,63 +12,14 @@ The backbone runs once on all B*K snippets (a reshape, never a Python loop over 
     -> (B*K, classes) -> (B, K, classes) -> consensus -> (B, classes) logits
 """
 import keras
-from keras import ops
 
 from tfvid.layers.consensus import CONSENSUS_MODES, SegmentConsensus
 from tfvid.layers.partial_bn import apply_partial_bn
+from tfvid.layers.segments import FoldSegments, UnfoldSegments
 from tfvid.models.arguments import check_choice
+from tfvid.models.snippets import (DEFAULT_DROPOUT, DEFAULT_NEW_LENGTH, MODALITIES,  # noqa: F401
+                                   snippet_channels)
 from tfvid.models.spec import model_spec
-
-MODALITIES = ("rgb", "flow", "rgbdiff")
-# Frames per snippet (L, "new_length") and dropout ratio per modality, from the paper and the
-# authors' code: RGB 1 frame, flow 5 (x, y) pairs, RGB difference 6 frames -> 5 differences.
-DEFAULT_NEW_LENGTH = {"rgb": 1, "flow": 5, "rgbdiff": 6}
-DEFAULT_DROPOUT = {"rgb": 0.8, "flow": 0.7, "rgbdiff": 0.7}
-
-
-def snippet_channels(modality, new_length):
-    """Channels C of one snippet: 3L (rgb), 2L interleaved x1,y1,..,xL,yL (flow),
-    3(L-1) stacked frame differences (rgbdiff)."""
-    if modality == "rgb":
-        return 3 * new_length
-    if modality == "flow":
-        return 2 * new_length
-    if modality == "rgbdiff":
-        if new_length < 2:
-            raise ValueError("modality 'rgbdiff' needs new_length >= 2 frames per snippet "
-                             f"(got {new_length})")
-        return 3 * (new_length - 1)
-    raise ValueError(f"unknown modality {modality!r}; choose one of {MODALITIES}")
-
-
-@keras.saving.register_keras_serializable(package="tfvid")
-class FoldSegments(keras.layers.Layer):
-    """Merges the batch and segment axes: (B, K, *rest) -> (B*K, *rest); rest must be static."""
-
-    def call(self, inputs):
-        return ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
-
-    def compute_output_shape(self, input_shape):
-        b, k = input_shape[0], input_shape[1]
-        merged = b * k if (b is not None and k is not None) else None
-        return (merged,) + tuple(input_shape[2:])
-
-
-@keras.saving.register_keras_serializable(package="tfvid")
-class UnfoldSegments(keras.layers.Layer):
-    """Splits the merged axis again: call as layer([x (B*K, *rest), reference (B, K, ...)])
-    -> (B, K, *rest), with B and K read from the reference tensor (K may be dynamic)."""
-
-    def call(self, inputs):
-        x, reference = inputs
-        k = reference.shape[1]
-        if k is None:
-            k = ops.shape(reference)[1]
-        return ops.reshape(x, (-1, k) + tuple(x.shape[1:]))
-
-    def compute_output_shape(self, input_shape):
-        x_shape, ref_shape = input_shape
-        return (ref_shape[0], ref_shape[1]) + tuple(x_shape[1:])
 
 
 @model_spec(

@@ -37,7 +37,7 @@ from tfvid.layers.temporal_attention import (ATTENTION_ACTIVATIONS, COLUMN_POOLI
 from tfvid.models.arguments import check_choice
 from tfvid.models.din import FEATURE_FLAGS, FRAME_MODEL_ARGS, _check_rate, frame_features
 from tfvid.models.spec import model_spec
-from tfvid.models.tsn import MODALITIES
+from tfvid.models.snippets import MODALITIES
 
 #: Paper ablation (Table III): no attention, A0 only, A1 and A2, all three.
 ATTENTION_MODES = ("none", "a0", "a1a2", "all")

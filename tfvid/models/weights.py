@@ -40,6 +40,8 @@ from typing import Callable
 import keras
 import numpy as np
 
+from tfvid.models.architectures import backbone_network, conv1_layer_name
+
 ConvRule = Callable[[np.ndarray, int], np.ndarray]
 
 KERAS_APPLICATIONS = {"resnet50": "ResNet50", "resnet101": "ResNet101"}
@@ -188,8 +190,6 @@ def _file_source(name: str, path: str, *, width: float, in_channels: int,
     backbones with and without conv biases, the file's / ``conv_bias`` layout first) and the
     Keras-applications models.
     """
-    from tfvid.models.backbones import build_backbone  # local: backbones imports this module
-
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights file {path!r} does not exist")
     hints = _file_hints(path)
@@ -204,9 +204,9 @@ def _file_source(name: str, path: str, *, width: float, in_channels: int,
             layout = "" if b is None else (", conv biases" if b else ", no conv biases")
             candidates.append((f"tfvid {name} backbone (width {width}, {c} input channels"
                                f"{layout})",
-                               lambda c=c, b=b: build_backbone(name, input_shape=(None, None, c),
-                                                               width=width, pooling=None,
-                                                               conv_bias=b)))
+                               lambda c=c, b=b: backbone_network(
+                                   name, input_shape=(None, None, c), width=width,
+                                   pooling=None, conv_bias=b)))
     if name in KERAS_APPLICATIONS:
         cls = KERAS_APPLICATIONS[name]
         keras_candidates = [
@@ -356,8 +356,6 @@ def load_backbone_weights(model, name: str, weights, *, width: float = 1.0,
     (folded into / zeroed around the BNs, see `copy_weights_by_name`). Returns the names of the
     layers written (empty for None).
     """
-    from tfvid.models.backbones import conv1_layer_name  # local: avoids an import cycle
-
     if weights is None:
         return []
     conv1 = conv1_layer_name(name)

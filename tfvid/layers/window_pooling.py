@@ -1,4 +1,5 @@
-"""Small layers of the dynamic image networks (the dynamic image networks paper, docs/dynamic_images.md).
+"""Window pooling layers of the dynamic image networks (the dynamic image networks paper,
+docs/dynamic_images.md).
 
 Approximate rank pooling itself lives in tfvid.layers.rank_pooling; these are the other
 pieces of `tfvid.models.dynamic_image`:
