@@ -28,6 +28,8 @@ setup(
     extras_require={
         "serving": ["tensorflow-serving-api"],
         "lite": ["ai-edge-litert"],
+        # PyTorch side of `benchmark --bench=train-step` only; never needed by tfvid itself
+        "bench": ["torch", "torchvision"],
         "test": ["pytest", "pytest-timeout", "tensorflow-serving-api", "ai-edge-litert"],
     },
     entry_points={"console_scripts": [f"tfvid-{j.replace('_', '-')}=pipelines.{j}:run" for j in JOBS]},

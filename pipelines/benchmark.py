@@ -22,6 +22,13 @@ tfrecord_clips_per_s, python_frames_clips_per_s, python_pyav_clips_per_s and the
 rank-pooling (pipelines/bench_rank_pooling.py): frames per second of approximate (ARP) and exact
 (RP) rank pooling on the same real frames, and the pairwise ranking accuracy of both; --json
 writes arp_fps, rp_fps, arp_ranking_accuracy and rp_ranking_accuracy (percent).
+
+train-step (pipelines/bench_train_step.py): clips per second of one full training step (forward,
+backward, SGD-momentum update) of tfvid's own loop (tfvid.train.loop.train) for TSN with
+BN-Inception and ResNet-50 (K=3, 224) and StNet-ResNet50 (T=7, N=5, 224), against the same
+network and step in PyTorch where torchvision has it (TSN ResNet-50); where tfvid's step time
+goes (forward, backward, optimizer, loop overhead); --train_* flags. --json writes
+{models: {name: {tfvid_clips_per_s, pytorch_clips_per_s, ratio, ...}}, settings}.
 """
 from __future__ import annotations
 
@@ -32,16 +39,20 @@ import os
 import numpy as np
 from absl import app, flags, logging
 
-from pipelines import bench_rank_pooling
-from pipelines.common import check_args, define_flag
+from pipelines import bench_rank_pooling, bench_tflite, bench_train_step
+from pipelines.common import check_args, define_flag, run_job
 
 FLAGS = flags.FLAGS
+# --help lists the flags of the benchmarks defined in their own modules too
+flags.adopt_module_key_flags(bench_rank_pooling)
+flags.adopt_module_key_flags(bench_train_step)
 
 
 define_flag("enum", "bench", "input-pipeline", "Benchmark to run: input-pipeline (TSN training "
             "input, every storage layout against its bound and two Python loaders) or "
-            "rank-pooling (ARP vs exact RP: fps and pairwise ranking accuracy; --rp_* flags).",
-            enum_values=["input-pipeline", "rank-pooling"])
+            "rank-pooling (ARP vs exact RP: fps and pairwise ranking accuracy; --rp_* flags) or "
+            "train-step (clips/s of a full training step, tfvid vs PyTorch; --train_* flags).",
+            enum_values=["input-pipeline", "rank-pooling", "train-step"])
 define_flag("string", "json", None, "Optional path of a JSON file for the results.")
 define_flag("string", "output_md", None, "Optional path of a markdown file with the result table.")
 define_flag("string", "bench_dir", "benchmark_data", "Where benchmark videos and layouts are kept.")
@@ -295,6 +306,8 @@ def format_table(result: dict, markdown: bool = False) -> str:
 BENCHMARKS = {
     "input-pipeline": (lambda: run_input_pipeline(_settings()), format_table),
     "rank-pooling": (bench_rank_pooling.run_from_flags, bench_rank_pooling.format_table),
+    "train-step": (bench_train_step.run_from_flags, bench_train_step.format_table),
+    "tflite": (bench_tflite.run_from_flags, bench_tflite.format_table),
 }
 
 
@@ -351,7 +364,7 @@ def _jsonable(x):
 
 
 def run():
-    app.run(main)
+    run_job(main)
 
 
 if __name__ == "__main__":
