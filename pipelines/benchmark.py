@@ -39,7 +39,7 @@ import os
 import numpy as np
 from absl import app, flags, logging
 
-from pipelines import bench_rank_pooling, bench_tflite, bench_train_step
+from pipelines import bench_rank_pooling, bench_temporal_order, bench_tflite, bench_train_step
 from pipelines.common import check_args, define_flag, run_job
 
 FLAGS = flags.FLAGS
@@ -308,6 +308,7 @@ BENCHMARKS = {
     "rank-pooling": (bench_rank_pooling.run_from_flags, bench_rank_pooling.format_table),
     "train-step": (bench_train_step.run_from_flags, bench_train_step.format_table),
     "tflite": (bench_tflite.run_from_flags, bench_tflite.format_table),
+    "temporal-order": (bench_temporal_order.run_from_flags, bench_temporal_order.format_table),
 }
 
 

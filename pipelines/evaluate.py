@@ -7,7 +7,8 @@ Rebuilds the model from model_dir/run_config.json (written by the train job), re
 latest checkpoint (or model_dir/final.weights.h5), runs the model's paper test protocol (its
 spec's test_segments and test_crops, tfvid.models.spec; --num_segments and --num_crops
 override them) and writes to --output_dir (default model_dir/eval): metrics.json, scores.npz
-(input of the fuse job), confusion.png, confusion.csv, per_class.csv, bad_videos.tsv.
+(input of the fuse job), confusion.png, confusion.csv, per_class.csv, bad_videos.tsv, and for a
+VideoMap run with attention attention.png (a0 over time for a few videos, by class).
 Default protocols: TSN 25 snippets x 10 crops (docs/tsn.md); StNet T = 25 super-images, one
 centre crop (docs/stnet.md); dynamic image networks MDI windows over the whole video, one
 centre crop (docs/dynamic_images.md); DIN / VideoMap the training T frames, 10 crops (one view
@@ -194,9 +195,63 @@ def evaluate_model_dir(model_dir: str, data: str, *, mode: str = "test",
     summary = plots.write_report(result.scores, output_dir, extra={"protocol": protocol_info},
                                  bad_videos=result.bad_videos,
                                  title=f"{cfg['model']} {cfg.get('modality', '')} ({mode})")
+    if _has_layer(model, ATTENTION_LAYER):     # VideoMap with attention: a0 over time
+        plot_attention(model, dataset, names, os.path.join(output_dir, "attention.png"),
+                       title=f"{cfg['model']} {cfg.get('modality', '')}: attention a0 over time")
     print(metrics.format_summary(summary))
     print(f"results written to {output_dir}")
     return summary
+
+
+ATTENTION_LAYER = "attention_a0"
+ATTENTION_VIDEOS = 6     # videos drawn in attention.png (different classes first)
+
+
+def _has_layer(model, name: str) -> bool:
+    try:
+        model.get_layer(name)
+    except (ValueError, AttributeError):
+        return False
+    return True
+
+
+def plot_attention(model, dataset, class_names, path: str, *, title: str | None = None,
+                   max_videos: int = ATTENTION_VIDEOS) -> str | None:
+    """attention.png: a0 (one weight per frame) of up to `max_videos` valid videos of the
+    evaluation data (one per class first, first view), with their class names in the legend
+    (tfvid.eval.plots.save_attention_png). None when no video could be drawn."""
+    import numpy as np
+
+    from tfvid.eval import plots
+    from tfvid.models.videomap import videomap_attention
+
+    rank = len(model.inputs[0].shape) + 1          # views: (B, V, T, ...)
+    picked, spare = [], []
+    seen = set()
+    for batch in dataset:
+        clip = batch["clip"]
+        if clip.shape.rank == rank:
+            clip = clip[:, 0]                      # first view (centre crop / the features)
+        valid = np.asarray(batch.get("valid", np.ones(clip.shape[0], bool))).reshape(-1)
+        labels = np.asarray(batch["label"]).reshape(-1)
+        ids = [i.decode() if isinstance(i, bytes) else str(i)
+               for i in np.asarray(batch["id"]).reshape(-1).tolist()]
+        rows = [i for i in range(len(ids)) if valid[i]]
+        if not rows:
+            continue
+        a0 = videomap_attention(model, np.asarray(clip)[rows])
+        for a, i in zip(a0, rows):
+            item = (a, int(labels[i]), ids[i])
+            (spare if int(labels[i]) in seen else picked).append(item)
+            seen.add(int(labels[i]))
+        if len(picked) >= max_videos:
+            break
+    chosen = (picked + spare)[:max_videos]
+    if not chosen:
+        return None
+    weights, labels, ids = zip(*chosen)
+    return plots.save_attention_png(np.stack(weights), labels, class_names, path, ids=ids,
+                                    title=title)
 
 
 def main(argv):

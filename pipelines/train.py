@@ -331,6 +331,22 @@ def name_data_loss(err, files_by_flag) -> None:
     raise err
 
 
+def cached_feature_dim(train_files, config: dict) -> int:
+    """D of the cached features the head trains on: FEATURE/<--feature>/dimension of the
+    training records (tfvid.data.pipeline.feature_dimension); UsageError when there are none
+    or when --feature_dim contradicts it."""
+    from tfvid.data.pipeline import feature_dimension
+    try:
+        dim = feature_dimension(train_files, config["feature"])
+    except ValueError as e:
+        raise app.UsageError(f"--train_data / --feature={config['feature']}: {e}") from None
+    given = config.get("feature_dim")
+    if given is not None and int(given) != dim:
+        raise app.UsageError(f"--feature_dim={given} but the training records hold "
+                             f"{dim}-d features {config['feature']!r}; drop --feature_dim")
+    return dim
+
+
 def check_previous_run(model_dir: str, config: dict) -> None:
     """A model_dir of another network (different run_config resume_keys) -> UsageError."""
     from tfvid.train.run_dir import RUN_CONFIG
@@ -376,6 +392,8 @@ def main(argv):
         config["num_segments"] = spec.default_time
     if spec.configure is not None:          # e.g. dynamic_image: stream, sampler, model_kwargs
         config.update(spec.configure(dict(config)))
+    if spec.input_kind_of(config) == "features":
+        config["feature_dim"] = cached_feature_dim(train_files, config)
     sampler = run_dir.sampler_from_config(config, "train")
     kwargs = run_dir.builder_kwargs(config)
     config.update(num_classes=num_classes, steps=steps, sampler=sampler.config(),

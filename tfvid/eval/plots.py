@@ -1,4 +1,4 @@
-"""Confusion matrix figure (PNG, matplotlib Agg canvas, no pyplot state), CSV tables and the bad-video list (TSV) of the evaluation results."""
+"""Confusion matrix figure (PNG, matplotlib Agg canvas, no pyplot state), CSV tables and the bad-video list (TSV) of the evaluation results; the attention-over-time figure of a VideoMap run."""
 from __future__ import annotations
 
 import csv
@@ -70,6 +70,47 @@ def save_confusion_png(cm, class_names: Sequence[str] | None, path: str, *,
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, format="png")
+    return path
+
+
+def save_attention_png(weights, labels: Sequence[int], class_names: Sequence[str] | None,
+                       path: str, *, ids: Sequence[str] | None = None,
+                       title: str | None = None) -> str:
+    """Draw per-frame attention weights over time, one line per video, to `path`.
+
+    weights: (N, T) (e.g. a VideoMap's a0, tfvid.models.videomap.videomap_attention); labels:
+    (N,) class indices (-1: unlabeled); the legend names each line's class (and its id).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2 or not weights.size:
+        raise ValueError(f"attention weights must be (videos, T), got shape {weights.shape}")
+    labels = [int(v) for v in np.asarray(labels).reshape(-1)]
+    if len(labels) != weights.shape[0]:
+        raise ValueError(f"{len(labels)} labels for {weights.shape[0]} attention rows")
+    names = [str(n) for n in class_names] if class_names is not None else None
+    fig = Figure(figsize=(8, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    t = np.arange(1, weights.shape[1] + 1)
+    for i, (row, label) in enumerate(zip(weights, labels)):
+        name = (names[label] if names is not None and 0 <= label < len(names)
+                else ("unlabeled" if label < 0 else f"class_{label}"))
+        if ids is not None:
+            name = f"{name} ({ids[i]})"
+        ax.plot(t, row, marker="o" if len(t) <= 32 else None, markersize=3, label=name)
+    ax.set_xlabel("frame (time step of the map)")
+    ax.set_ylabel("attention weight a0")
+    ax.set_xlim(1, max(len(t), 2))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(title or "temporal attention a0 per video")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 

@@ -44,7 +44,17 @@ def _forward_fn(model) -> Callable:
     return model
 
 
-def predict_views(model, clips, *, view_batch: int = DEFAULT_VIEW_BATCH) -> tf.Tensor:
+def _input_rank(model) -> int:
+    """Rank of the model's batched input: 5 for frames (B, T, S, S, C), 3 for cached features
+    (B, T, D); 5 when the model does not say (a plain callable)."""
+    try:
+        return len(model.inputs[0].shape)
+    except (AttributeError, IndexError, TypeError):
+        return 5
+
+
+def predict_views(model, clips, *, view_batch: int = DEFAULT_VIEW_BATCH,
+                  input_rank: int | None = None) -> tf.Tensor:
     """Average a model's logits over the views of each clip.
 
     Args:
@@ -53,6 +63,8 @@ def predict_views(model, clips, *, view_batch: int = DEFAULT_VIEW_BATCH) -> tf.T
         taken as one view per clip.
       view_batch: at most this many clips (B*V rows) go through the model at once, so memory stays
         bounded with 25 snippets x 10 crops; the result does not depend on it.
+      input_rank: rank of the model's batched input (default: from model.inputs, else 5);
+        cached-feature models take (B, T, D), so their views are (B, V, T, D).
 
     Returns:
       float32 (B, classes): mean over the V views of the model's logits (the model itself has
@@ -61,10 +73,12 @@ def predict_views(model, clips, *, view_batch: int = DEFAULT_VIEW_BATCH) -> tf.T
     if view_batch < 1:
         raise ValueError(f"view_batch must be >= 1, got {view_batch}")
     clips = tf.convert_to_tensor(clips)
-    if clips.shape.rank == 5:
+    rank = input_rank or _input_rank(model)
+    if clips.shape.rank == rank:
         clips = clips[:, None]
-    if clips.shape.rank != 6:
-        raise ValueError(f"clips must be (B, V, T, S, S, C), got shape {clips.shape}")
+    if clips.shape.rank != rank + 1:
+        want = "(B, V, T, S, S, C)" if rank == 5 else f"(B, V, T, ...) of rank {rank + 1}"
+        raise ValueError(f"clips must be {want}, got shape {clips.shape}")
     shape = tf.shape(clips)
     b, v = int(shape[0]), int(shape[1])
     flat = tf.reshape(clips, tf.concat([[b * v], shape[2:]], axis=0))
@@ -125,7 +139,7 @@ def _static_time(model):
         return None
 
 
-def _predict_batch(forward, clips, steps, *, view_batch, static_time):
+def _predict_batch(forward, clips, steps, *, view_batch, static_time, input_rank=5):
     """Logits (B, classes) of one batch: each video runs on its own first steps[i] time steps.
 
     Variable-length batches (build_dataset adds 'num_steps') are padded by repeating each video's
@@ -135,16 +149,18 @@ def _predict_batch(forward, clips, steps, *, view_batch, static_time):
     padded clip as before.
     """
     clips = tf.convert_to_tensor(clips)
-    if clips.shape.rank == 5:
+    if clips.shape.rank == input_rank:
         clips = clips[:, None]
-    full = int(tf.shape(clips)[2]) if clips.shape.rank == 6 else None
+    full = int(tf.shape(clips)[2]) if clips.shape.rank == input_rank + 1 else None
     if steps is None or static_time is not None or full is None or (steps == full).all():
-        return predict_views(forward, clips, view_batch=view_batch).numpy()
+        return predict_views(forward, clips, view_batch=view_batch,
+                             input_rank=input_rank).numpy()
     out = None
     for t in np.unique(steps):
         rows = np.flatnonzero(steps == t)
         part = tf.gather(clips, rows)[:, :, :max(int(t), 1)]
-        logits = predict_views(forward, part, view_batch=view_batch).numpy()
+        logits = predict_views(forward, part, view_batch=view_batch,
+                               input_rank=input_rank).numpy()
         if out is None:
             out = np.zeros((len(steps), logits.shape[1]), np.float32)
         out[rows] = logits
@@ -189,6 +205,7 @@ def evaluate_videos(model, dataset: Iterable, *, view_batch: int = DEFAULT_VIEW_
     base = _forward_fn(model)
     forward = tf.function(base, reduce_retracing=True) if base is not model else model
     static_time = _static_time(model)
+    input_rank = _input_rank(model)       # 5 frames (B, T, S, S, C), 3 features (B, T, D)
     ids, labels, logits, steps_all, bad = [], [], [], [], []
     seen_batch = False
     bar = None
@@ -210,7 +227,7 @@ def evaluate_videos(model, dataset: Iterable, *, view_batch: int = DEFAULT_VIEW_
                 problems = ["" if ok else (text or "marked invalid by the input pipeline")
                             for ok, text in zip(valid.tolist(), texts)]
             clip = batch["clip"]
-            time_axis = 2 if clip.shape.rank == 6 else 1
+            time_axis = 2 if clip.shape.rank == input_rank + 1 else 1
             if "num_steps" in batch:
                 steps = np.asarray(batch["num_steps"]).reshape(-1).astype(np.int64)
             else:
@@ -226,7 +243,7 @@ def evaluate_videos(model, dataset: Iterable, *, view_batch: int = DEFAULT_VIEW_
                 rows = np.flatnonzero(keep)
                 part = clip if keep.all() else tf.gather(clip, rows)
                 out = _predict_batch(forward, part, steps[rows], view_batch=view_batch,
-                                     static_time=static_time)
+                                     static_time=static_time, input_rank=input_rank)
                 if num_classes is None:                  # now the logit columns are known
                     for i in rows.tolist():
                         problems[i] = label_problem(batch_labels[i], out.shape[1])

@@ -72,6 +72,12 @@ class DenseImageConv(keras.layers.Layer):
         self.convs = [keras.layers.Conv1D(self.filters, h, padding="valid", use_bias=True,
                                           activation=None, name=f"conv_h{h}")
                       for h in self.widths]
+        # tf.train.Checkpoint (the train loop's checkpoints, resume, evaluate's restore) does
+        # not see layers held in a Python list of a Keras 3 layer: name each conv as a
+        # checkpoint dependency too (the .weights.h5 layout is unchanged).
+        if hasattr(self, "_track_trackable"):
+            for conv in self.convs:
+                self._track_trackable(conv, name=conv.name, overwrite=True)
 
     def build(self, input_shape):
         if len(input_shape) != 3 or input_shape[-1] is None:
