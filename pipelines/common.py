@@ -173,6 +173,15 @@ def program_name(module=None) -> str:
     return base or "tfvid"
 
 
+def job_error(job: str, err: BaseException) -> SystemExit:
+    """SystemExit printing '<prog>: error: <job> failed: <message>' on one line (exit status 1,
+    no traceback): for errors that come from what the user gave (flags, files)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if len(text) > 2000:   # converter / TF errors can be long
+        text = text[:2000] + "..."
+    return SystemExit(f"{program_name()}: error: {job} failed: {text}")
+
+
 def _usage_exit(prog: str, message, exitcode: int = 1) -> None:
     text = str(message).strip() or "bad command line"
     if "\n" in text:

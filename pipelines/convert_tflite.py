@@ -60,7 +60,7 @@ import os
 
 from absl import flags
 
-from pipelines.common import check_args, define_flag, flag_value, program_name, run_job
+from pipelines.common import check_args, define_flag, flag_value, job_error, run_job
 
 FLAGS = flags.FLAGS
 
@@ -352,15 +352,6 @@ def convert(export_dir: str, *, output: str | None = None, time_steps: int | Non
     with atomic_path(_report_path(path)) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     return report
-
-
-def job_error(job: str, err: BaseException) -> SystemExit:
-    """SystemExit printing '<prog>: error: <job> failed: <message>' on one line (exit status 1,
-    no traceback): for errors that come from what the user gave (flags, files)."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    if len(text) > 2000:   # converter / TF errors can be long
-        text = text[:2000] + "..."
-    return SystemExit(f"{program_name()}: error: {job} failed: {text}")
 
 
 def _threads(text) -> list[int]:

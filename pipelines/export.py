@@ -21,7 +21,7 @@ import os
 
 from absl import flags
 
-from pipelines.common import check_args, define_flag, flag_value, program_name, run_job
+from pipelines.common import check_args, define_flag, flag_value, job_error, run_job
 
 FLAGS = flags.FLAGS
 
@@ -197,15 +197,6 @@ def describe(path: str) -> str:
         f"--video=VIDEO)",
     ]
     return "\n".join(lines)
-
-
-def job_error(job: str, err: BaseException) -> SystemExit:
-    """SystemExit printing '<prog>: error: <job> failed: <message>' on one line (exit status 1,
-    no traceback): for errors that come from what the user gave (flags, files)."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    if len(text) > 2000:   # converter / TF errors can be long
-        text = text[:2000] + "..."
-    return SystemExit(f"{program_name()}: error: {job} failed: {text}")
 
 
 def main(argv):

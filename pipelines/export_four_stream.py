@@ -27,7 +27,7 @@ import os
 
 from absl import flags
 
-from pipelines.common import check_args, define_flag, program_name, run_job
+from pipelines.common import check_args, define_flag, job_error, run_job
 
 FLAGS = flags.FLAGS
 STREAMS = ("si", "di", "of", "dof")
@@ -163,15 +163,6 @@ def export(dirs: dict[str, str], *, weights: dict[str, float] | None = None,
         protocol = None
     return export_four_stream(model, export_base, name or "four_stream", version=version or None,
                               sidecar=sidecar, warmup=warmup, protocol=protocol)
-
-
-def job_error(job: str, err: BaseException) -> SystemExit:
-    """SystemExit printing '<prog>: error: <job> failed: <message>' on one line (exit status 1,
-    no traceback): for errors that come from what the user gave (flags, files)."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    if len(text) > 2000:   # converter / TF errors can be long
-        text = text[:2000] + "..."
-    return SystemExit(f"{program_name()}: error: {job} failed: {text}")
 
 
 def main(argv):

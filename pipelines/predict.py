@@ -31,7 +31,7 @@ import sys
 import numpy as np
 from absl import flags
 
-from pipelines.common import check_args, define_flag, flag_value, program_name, run_job
+from pipelines.common import check_args, define_flag, flag_value, job_error, run_job
 
 FLAGS = flags.FLAGS
 
@@ -363,15 +363,6 @@ def predict_remote(server: str, videos, *, export_dir: str | None = None,
         with atomic_path(json_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=1)
     return results
-
-
-def job_error(job: str, err: BaseException) -> SystemExit:
-    """SystemExit printing '<prog>: error: <job> failed: <message>' on one line (exit status 1,
-    no traceback): for errors that come from what the user gave (flags, files)."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    if len(text) > 2000:   # converter / TF errors can be long
-        text = text[:2000] + "..."
-    return SystemExit(f"{program_name()}: error: {job} failed: {text}")
 
 
 def main(argv):
