@@ -170,11 +170,8 @@ def format_table(result: dict, markdown: bool = False) -> str:
 
 def run_from_flags() -> dict:
     """The benchmark with its defaults under --bench_dir/temporal_order (pipelines/benchmark.py)."""
-    from absl import flags
-
-    bench_dir = flags.FLAGS["bench_dir"].value if "bench_dir" in flags.FLAGS else \
-        "benchmark_data"
-    return run({"bench_dir": os.path.join(bench_dir, "temporal_order")})
+    from pipelines.common import bench_subdir
+    return run({"bench_dir": bench_subdir("temporal_order")})
 
 
 if __name__ == "__main__":

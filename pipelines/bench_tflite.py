@@ -211,11 +211,8 @@ def format_table(result: dict, markdown: bool = False) -> str:
 
 def run_from_flags() -> dict:
     """The benchmark with its defaults under --bench_dir/tflite (pipelines/benchmark.py)."""
-    from absl import flags
-
-    bench_dir = flags.FLAGS["bench_dir"].value if "bench_dir" in flags.FLAGS else \
-        "benchmark_data"
-    return run({"bench_dir": os.path.join(bench_dir, "tflite")})
+    from pipelines.common import bench_subdir
+    return run({"bench_dir": bench_subdir("tflite")})
 
 
 if __name__ == "__main__":

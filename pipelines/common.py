@@ -173,6 +173,13 @@ def program_name(module=None) -> str:
     return base or "tfvid"
 
 
+def bench_subdir(name: str) -> str:
+    """`<--bench_dir>/<name>`: where one benchmark keeps its data (pipelines/benchmark.py's
+    --bench_dir, default benchmark_data)."""
+    value = FLAGS["bench_dir"].value if "bench_dir" in FLAGS else "benchmark_data"
+    return os.path.join(value, name)
+
+
 def job_error(job: str, err: BaseException) -> SystemExit:
     """SystemExit printing '<prog>: error: <job> failed: <message>' on one line (exit status 1,
     no traceback): for errors that come from what the user gave (flags, files)."""
