@@ -8,15 +8,15 @@ As in the paper, each method pools whole videos into one dynamic image ("RP take
 learn a dynamic image from a 150 frame-length video"), and fps counts video frames pooled per
 second of wall time. Both methods start from the same decoded uint8 frames in memory (decoding
 is not timed):
-  ARP  tfvid.data.rank_pooling.approximate_rank_pool (numpy, frame-by-frame accumulation);
+  ARP  tfvid.prep.rank_pooling.approximate_rank_pool (numpy, frame-by-frame accumulation);
        best of `arp_repeats` runs per video.
-  RP   tfvid.data.rank_pooling.exact_rank_pool (time-varying means + sklearn LinearSVR, the
+  RP   tfvid.prep.rank_pooling.exact_rank_pool (time-varying means + sklearn LinearSVR, the
        reference's liblinear -s 11, C=1); one run per video, so it counts once per video.
 CPU-time rates (arp_cpu_fps, rp_cpu_fps: frames per second of process CPU time, all threads)
 are reported too: on a machine shared with other programs they vary less than wall time.
 Ranking accuracy: the percentage of frame pairs i < j with <d, V_t> ordered correctly (V_t the
 time-varying means), mean and standard deviation over the videos.
-The videos are tfvid.data.synthetic.make_long_video clips (three moving sprites over a panning
+The videos are tfvid.prep.synthetic.make_long_video clips (three moving sprites over a panning
 texture) of `num_frames` frames at `frame_size` (default 150 frames at TSN's 340x256), written
 once and decoded with PyAV. Targets: ARP >= 100x RP's fps; ARP's accuracy within 2 points of RP's.
 """
@@ -47,7 +47,7 @@ define_flag("string", "rp_bench_dir", None, "Where the videos are kept (default:
 
 def make_videos(folder: str, num_videos: int, num_frames: int, frame_size, seed: int = 0):
     """Writes (or reuses) the benchmark videos; returns their paths."""
-    from tfvid.data.synthetic import make_long_video
+    from tfvid.prep.synthetic import make_long_video
     os.makedirs(folder, exist_ok=True)
     w, h = frame_size
     paths = []
@@ -70,8 +70,8 @@ def run_rank_pooling_benchmark(num_videos: int = 3, num_frames: int = 150,
     arp_ranking_accuracy, rp_ranking_accuracy (percent, mean over videos), their standard
     deviations, per-video details, the paper's numbers, the targets and the settings.
     """
-    from tfvid.data import rank_pooling as rp
-    from tfvid.data.video import read_video
+    from tfvid.prep import rank_pooling as rp
+    from tfvid.prep.video import read_video
 
     if num_videos < 1 or num_frames < 2 or arp_repeats < 1:
         raise ValueError("need num_videos >= 1, num_frames >= 2 and arp_repeats >= 1")

@@ -5,7 +5,7 @@ accuracy on the order-free classes and inside the time-reversal pairs.
     result = bench_temporal_order.run({"bench_dir": "benchmark_data/temporal_order"})
     print(bench_temporal_order.format_table(result))
 
-The synthetic dataset (tfvid.data.synthetic: 10 classes = 4 order-free classes and 3
+The synthetic dataset (tfvid.prep.synthetic: 10 classes = 4 order-free classes and 3
 time-reversal pairs whose classes differ only in the direction of time, 24 videos per class,
 64x48 frames, split 1: groups 2-4 train, group 1 test) goes through the jobs as a user would
 run them (each job's main() with its command-line flags, in this process):
@@ -55,14 +55,14 @@ def _job(name: str, **values):
 def order_metrics(scores_path: str) -> dict:
     """tfvid.eval.order.order_metrics for the synthetic dataset's order-free classes and
     time-reversal pairs."""
-    from tfvid.data.synthetic import ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS
+    from tfvid.prep.synthetic import ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS
     from tfvid.eval.order import order_metrics as metrics
     return metrics(scores_path, ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS)
 
 
 def make_data(cfg: dict) -> dict:
     """The synthetic videos prepared to TFRecords (prepare_data job); reused when there."""
-    from tfvid.data.synthetic import make_synthetic_dataset
+    from tfvid.prep.synthetic import make_synthetic_dataset
     root = os.path.abspath(cfg["bench_dir"])
     summary = make_synthetic_dataset(os.path.join(root, "synthetic"),
                                      num_classes=cfg["num_classes"],

@@ -5,7 +5,7 @@ trained TSN against its SavedModel on this CPU.
     result = bench_tflite.run({"bench_dir": "benchmark_data/tflite"})
     print(bench_tflite.format_table(result))
 
-Steps: the synthetic dataset (tfvid.data.synthetic, 6 classes x 8 videos, 64x48 frames) is
+Steps: the synthetic dataset (tfvid.prep.synthetic, 6 classes x 8 videos, 64x48 frames) is
 prepared to TFRecords (split 1: train / test), a tiny TSN (backbone "tiny", input 32, 3
 segments) is trained by tfvid.train.loop.train for a few hundred steps, exported with
 tfvid.export.export_saved_model (float32 clip signature, sidecar with the TSN sampler at T = 3
@@ -35,7 +35,7 @@ DEFAULTS = {
 
 
 def _entries(summary: dict, split: str):
-    from tfvid.data.indexes import VideoEntry
+    from tfvid.prep.indexes import VideoEntry
 
     test_groups = set(summary["test_groups"])
     out = []
@@ -50,8 +50,8 @@ def _entries(summary: dict, split: str):
 def make_data(cfg: dict) -> dict:
     """Synthetic videos prepared to TFRecords: {"train": [shards], "test": [shards],
     "class_names": [...]} (reused when already there)."""
-    from tfvid.data.prepare import prepare
-    from tfvid.data.synthetic import make_synthetic_dataset
+    from tfvid.prep.prepare import prepare
+    from tfvid.prep.synthetic import make_synthetic_dataset
 
     root = os.path.abspath(cfg["bench_dir"])
     summary = make_synthetic_dataset(os.path.join(root, "synthetic"),

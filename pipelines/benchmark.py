@@ -12,7 +12,7 @@ same cores against
   (b) a per-sample Python loader over the same frames as JPEG files (PyTorch toolkits' layout:
       cv2.imdecode, numpy multi-scale crop, cv2.resize, flip, normalise, 2 worker processes),
   (c) a per-sample Python loader that decodes the mp4 files with PyAV at the sampled positions.
-The videos (tfvid.data.synthetic.make_long_video) and both layouts (tfvid.data.prepare) are
+The videos (tfvid.prep.synthetic.make_long_video) and both layouts (tfvid.prep.prepare) are
 written once under --bench_dir and reused; every file is read once before timing, so all
 variants read from the OS page cache. Variants run round-robin --repeats times; the best run
 of each counts (other programs on the machine only slow runs down).
@@ -87,9 +87,9 @@ def make_bench_data(root: str, *, num_videos: int = 24, frames=(150, 300),
     Returns {dir, videos [(mp4 path, num_frames)], shards [paths], list (path), frames (total),
     bytes {mp4, tfrecord, jpeg_files}}. A folder per setting, so settings never mix.
     """
-    from tfvid.data.indexes import VideoEntry
-    from tfvid.data.prepare import prepare
-    from tfvid.data.synthetic import make_long_video
+    from tfvid.prep.indexes import VideoEntry
+    from tfvid.prep.prepare import prepare
+    from tfvid.prep.synthetic import make_long_video
     lo, hi = int(frames[0]), int(frames[1])
     if num_videos < 1 or lo < 1 or hi < lo:
         raise ValueError(f"need num_videos >= 1 and 1 <= min frames <= max frames, got "

@@ -265,7 +265,7 @@ def resolve_files(spec: str | None, flag: str = "data") -> list[str]:
 
 def parse_frame_size(text: str, flag: str = "frame_size") -> tuple[tuple[int, int] | None,
                                                                    int | None]:
-    """A decoded-frame size flag -> (frame_size, short_side) for tfvid.data.video.read_video:
+    """A decoded-frame size flag -> (frame_size, short_side) for tfvid.prep.video.read_video:
     '340x256' -> ((340, 256), None); 'short256' -> (None, 256) (aspect kept); 'original' or
     'source' -> (None, None). Raises app.UsageError naming --`flag`."""
     text = (text or "").strip().lower()

@@ -6,9 +6,9 @@
         --window=10 --stride=6 --frame_size=340x256
 
 Dynamic Image Networks (the dynamic image networks paper, docs/dynamic_images.md). The video
-is decoded with tfvid.data.video.read_video (resized to --frame_size), then
+is decoded with tfvid.prep.video.read_video (resized to --frame_size), then
   - the whole-video dynamic image ("single dynamic image") by each of --methods:
-    arp (approximate rank pooling, tfvid.data.rank_pooling.approximate_rank_pool) and
+    arp (approximate rank pooling, tfvid.prep.rank_pooling.approximate_rank_pool) and
     rp (exact rank pooling: a linear SVR fitted on the time-varying means, exact_rank_pool);
   - the multiple dynamic images (MDI): windows of --window frames every --stride frames
     (tfvid.data.sampling.mdi_windows, validation rule: first start at frame 1, a window past
@@ -55,7 +55,7 @@ define_flag("bool", "progress", True, "Show a progress bar (one line every 30 s 
 
 def pool(frames: np.ndarray, method: str) -> np.ndarray:
     """One dynamic image (H, W, C) float32 of frames (T, H, W, C) by 'arp' or 'rp'."""
-    from tfvid.data import rank_pooling as rp
+    from tfvid.prep import rank_pooling as rp
     if method == "arp":
         return rp.approximate_rank_pool(frames)
     if method == "rp":
@@ -128,9 +128,9 @@ def dynamic_images(video: str, output_dir: str, *, window: int = 10, stride: int
     {method: %}, 'windows': {method: [% per window]}}), 'num_frames', 'windows' (0-based
     indices, (num_windows, window)) and 'seconds'. progress: a bar over the images (whole
     video and windows, per method), tfvid.progress.progress_bar."""
-    from tfvid.data import rank_pooling as rp
+    from tfvid.prep import rank_pooling as rp
     from tfvid.data.sampling import mdi_windows
-    from tfvid.data.video import read_video
+    from tfvid.prep.video import read_video
 
     methods = [m.strip().lower() for m in methods if m.strip()]
     bad = [m for m in methods if m not in METHODS]

@@ -15,7 +15,7 @@ centre crop (docs/dynamic_images.md); DIN / VideoMap the training T frames, 10 c
 on cached features). Models of TFVID_PLUGINS modules are known too (see pipelines.train).
 
 Trust the default path:
-  * the shards are checked first (tfvid.data.completeness.check_shards: missing or truncated
+  * the shards are checked first (tfvid.prep.completeness.check_shards: missing or truncated
     shards of a prepared split stop the job, naming them, unless --allow_incomplete); a
     DataLossError met while reading still names the shard (verify_records);
   * --bad_data=skip (default): a video that cannot be scored (label outside [0, num_classes)
@@ -65,7 +65,7 @@ define_flag("enum", "bad_data", "skip", "A video that cannot be scored (label ou
             "bad_videos.tsv; fail = stop at the first one, naming it.",
             enum_values=["skip", "fail"])
 define_flag("bool", "allow_incomplete", False, "Evaluate a prepared split with missing or "
-            "truncated shards (tfvid.data.completeness.check_shards; warned about, a truncated "
+            "truncated shards (tfvid.prep.completeness.check_shards; warned about, a truncated "
             "shard read up to its last complete record) instead of stopping.")
 define_flag("enum", "short_videos", "fit", "StNet test sampling of videos shorter than "
             "test segments x frames per segment: fit = the largest T <= --num_segments that "
@@ -76,11 +76,11 @@ SHORT_VIDEO_IDS = 10   # short videos named in the warning and in metrics.json
 
 
 def _check_data(files: list[str], allow_incomplete: bool) -> list[str]:
-    """tfvid.data.completeness.check_shards on TFRecord shards (not on raw-frame .list files):
+    """tfvid.prep.completeness.check_shards on TFRecord shards (not on raw-frame .list files):
     ValueError naming missing or truncated shards; returns its warnings (logged)."""
     if all(f.endswith(".list") for f in files):
         return []
-    from tfvid.data.completeness import check_shards
+    from tfvid.prep.completeness import check_shards
     warnings = list(check_shards(files, allow_incomplete=allow_incomplete) or [])
     for w in warnings:
         logging.warning("%s", w)
@@ -123,7 +123,7 @@ def evaluate_model_dir(model_dir: str, data: str, *, mode: str = "test",
     first one with a ValueError naming it). num_segments / num_crops None: the model spec's test
     protocol (test_segments, test_crops; one view on cached features). Unlabeled videos (label -1) are scored and left out
     of the metrics, as before. allow_incomplete: passed to
-    tfvid.data.completeness.check_shards, run before anything else. short_videos: 'fit' (StNet
+    tfvid.prep.completeness.check_shards, run before anything else. short_videos: 'fit' (StNet
     test mode: see tfvid.data.sampling.stnet_test_segments) or 'wrap'.
     """
     import tensorflow as tf

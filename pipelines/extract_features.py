@@ -19,7 +19,7 @@ FEATURE/<name>/floats (one D-float row per position), FEATURE/<name>/frame_index
 modality, new_length, input_size, density, crops, rate; id and labels kept. Frames and flow
 are dropped unless --keep_frames. A rerun skips finished shards (other options are refused);
 bad records go to extract_features-rejects.tsv, counts to extract_features-summary.json
-(see docs/records.md and tfvid.data.extract_features).
+(see docs/records.md and tfvid.prep.extract_features).
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ define_flag("bool", "progress", True, "Show a progress bar.")
 
 def load_network():
     """The FrameNetwork of --model_dir or --backbone/--weights (UsageError when wrong)."""
-    from tfvid.data.extract_features import load_backbone_network, load_run_network
+    from tfvid.prep.extract_features import load_backbone_network, load_run_network
     if bool(FLAGS.model_dir) == bool(FLAGS.backbone):
         raise UsageError("give --model_dir (a TSN run) or --backbone with --weights")
     if FLAGS.model_dir:
@@ -87,7 +87,7 @@ def load_network():
 
 def main(argv):
     check_args(argv, "data", "output_dir")
-    from tfvid.data.extract_features import CROPS, extract_features, parse_density
+    from tfvid.prep.extract_features import CROPS, extract_features, parse_density
     from tfvid.lock import LockedError
     if FLAGS.crops not in CROPS:
         raise UsageError(f"--crops must be 1, 3 or 10, got {FLAGS.crops}")

@@ -9,7 +9,7 @@ prepare_data --flow writes it; records that already hold flow are copied unless 
 Raw-frame folders (a .list file) get flow_x_/flow_y_ JPEGs beside their img_ files. A rerun
 skips finished shards and folders. Rejected videos (fewer than 2 frames, undecodable frames)
 and corrupt input shards are listed in extract_flow-rejects.tsv; the counts go to
-extract_flow-summary.json (see tfvid.data.extract_flow).
+extract_flow-summary.json (see tfvid.prep.extract_flow).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ define_flag("bool", "progress", True, "Show a progress bar.")
 
 def main(argv):
     check_args(argv, "data")
-    from tfvid.data.extract_flow import add_flow_to_frames, add_flow_to_records
+    from tfvid.prep.extract_flow import add_flow_to_frames, add_flow_to_records
     if FLAGS.flow == "none":
         raise app.UsageError("--flow=none: choose tvl1, dis or farneback")
     if FLAGS.flow_bound <= 0 or FLAGS.workers < 1:

@@ -64,8 +64,8 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 
 def decode(path: str, sidecar: dict):
-    """Decodes `path` with the sidecar's decoding options -> tfvid.data.video.Video."""
-    from tfvid.data.video import read_video
+    """Decodes `path` with the sidecar's decoding options -> tfvid.prep.video.Video."""
+    from tfvid.prep.video import read_video
 
     dec = sidecar.get("decoding", {})
     size = dec.get("frame_size", (340, 256))
@@ -82,7 +82,7 @@ def make_views(frames: np.ndarray, sidecar: dict, num_crops: int = 1) -> np.ndar
     sampler = sampling.get_sampler(**sidecar["sampling"])
     flow_x = flow_y = None
     if pre["modality"] == "flow":
-        from tfvid.data.flow import compute_flow, quantize
+        from tfvid.prep.flow import compute_flow, quantize
 
         dec = sidecar.get("decoding", {})
         flow = quantize(compute_flow(frames, dec.get("flow_method", "tvl1")),
@@ -132,7 +132,7 @@ def predict_video(serving, sidecar: dict, path: str, *, num_crops: int = 1,
 
     Returns {"video", "num_frames", "views", "logits" (averaged over views),
     "probabilities", "top_k": [{"rank", "index", "label", "probability"}]}.
-    Raises tfvid.data.video.VideoError (naming the file) for unreadable videos.
+    Raises tfvid.prep.video.VideoError (naming the file) for unreadable videos.
     """
     video = decode(path, sidecar)
     views = make_views(video.frames, sidecar, num_crops)
@@ -160,7 +160,7 @@ def predict(export_dir: str, videos, *, num_crops: int = 1, top_k: int = 5,
     still run.
     """
     from tfvid.atomic import atomic_path
-    from tfvid.data.video import VideoError
+    from tfvid.prep.video import VideoError
 
     if num_crops not in (1, 3, 10):
         raise ValueError(f"--num_crops must be 1, 3 or 10, got {num_crops}")
@@ -198,7 +198,7 @@ SERVER_SIGNATURES = ("encoded_frames", "serving_default", "sequence_example", "c
 
 def _flow_fields(frames: np.ndarray, sidecar: dict) -> np.ndarray:
     """uint8 (n-1, H, W, 2): the 8-bit x/y flow of prepare_data (the sidecar's method/bound)."""
-    from tfvid.data.flow import compute_flow, quantize
+    from tfvid.prep.flow import compute_flow, quantize
 
     dec = sidecar.get("decoding", {})
     return np.asarray(quantize(compute_flow(frames, dec.get("flow_method", "tvl1")),
@@ -280,7 +280,7 @@ def predict_remote_video(stub, path: str, *, sidecar: dict | None, model_name: s
     if sidecar:
         video = decode(path, sidecar)
     else:
-        from tfvid.data.video import read_video
+        from tfvid.prep.video import read_video
         video = read_video(path, frame_size=None)
     request = build_request(signature, video.frames, sidecar, model_name=model_name,
                             num_crops=num_crops)
@@ -317,7 +317,7 @@ def predict_remote(server: str, videos, *, export_dir: str | None = None,
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from tfvid.atomic import atomic_path
-    from tfvid.data.video import VideoError
+    from tfvid.prep.video import VideoError
 
     if signature not in SERVER_SIGNATURES:
         raise ValueError(f"--signature must be one of {SERVER_SIGNATURES}, got {signature!r}")

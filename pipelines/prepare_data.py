@@ -41,8 +41,8 @@ from absl import app, flags
 
 from pipelines.common import check_args, define_flag, parse_frame_size, run_job, usage_errors
 
-from tfvid.data.indexes import FORMATS, check_splits, load_index
-from tfvid.data.prepare import FLOW_METHODS, LAYOUTS, prepare
+from tfvid.prep.indexes import FORMATS, check_splits, load_index
+from tfvid.prep.prepare import FLOW_METHODS, LAYOUTS, prepare
 from tfvid.lock import LockedError
 
 DEFAULT_SPLITS = {"ucf101": "train1,test1", "hmdb51": "train1,test1", "kinetics": "train,val",
@@ -125,7 +125,7 @@ def _synthetic_source(root: str) -> tuple[str, str]:
     """Generates the synthetic UCF101-layout set under root if missing; returns (videos, index)."""
     videos, index = os.path.join(root, "videos"), os.path.join(root, "ucfTrainTestlist")
     if not all(os.path.isfile(os.path.join(index, f)) for f in ("classInd.txt", "testlist01.txt")):
-        from tfvid.data.synthetic import make_synthetic_dataset
+        from tfvid.prep.synthetic import make_synthetic_dataset
         kwargs = {}
         if FLAGS.synthetic_classes:
             kwargs["num_classes"] = FLAGS.synthetic_classes
@@ -165,7 +165,7 @@ def _holdout(splits: list[str]) -> dict[str, float] | None:
 def main(argv):
     check_args(argv, "output_dir")
     if FLAGS.synthetic and FLAGS.synthetic_classes:
-        from tfvid.data.synthetic import check_num_classes
+        from tfvid.prep.synthetic import check_num_classes
         with usage_errors():
             check_num_classes(FLAGS.synthetic_classes, name="--synthetic_classes")
     frame_size, short_side = parse_frame_size(FLAGS.frame_size)

@@ -128,7 +128,7 @@ def preview_batches(records: str, out_png: str, input_size: int,
 
 def report(metrics_path: str, class_names: list[str], prediction: dict | None) -> str:
     """Per-class accuracy, order-free classes vs time-reversal pairs."""
-    from tfvid.data.synthetic import ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS
+    from tfvid.prep.synthetic import ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS
 
     with open(metrics_path, encoding="utf-8") as f:
         metrics = json.load(f)
@@ -155,7 +155,7 @@ def order_comparison(eval_dirs: dict) -> str:
     """Order-free vs time-reversal-pair accuracy of evaluated runs side by side: {title:
     evaluate output_dir (scores.npz)}; within pair = true class beats its time-reversed
     partner (chance 50%)."""
-    from tfvid.data.synthetic import ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS
+    from tfvid.prep.synthetic import ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS
     from tfvid.eval.order import order_metrics
 
     def pct(v):
@@ -175,7 +175,7 @@ def order_comparison(eval_dirs: dict) -> str:
 
 def main(argv):
     check_args(argv)
-    from tfvid.data.synthetic import check_num_classes
+    from tfvid.prep.synthetic import check_num_classes
     with usage_errors():
         check_num_classes(FLAGS.num_classes, name="--num_classes")
     if FLAGS.videos_per_class < 4:
@@ -188,7 +188,7 @@ def main(argv):
     os.makedirs(work, exist_ok=True)
 
     _step("1. synthetic dataset (real mp4 files, UCF101 layout)")
-    from tfvid.data.synthetic import make_synthetic_dataset
+    from tfvid.prep.synthetic import make_synthetic_dataset
     summary = make_synthetic_dataset(videos, num_classes=FLAGS.num_classes,
                                      videos_per_class=FLAGS.videos_per_class, seed=FLAGS.seed,
                                      ext=".mp4")

@@ -88,7 +88,7 @@ define_flag("enum", "bad_data", "skip", "Invalid training/validation videos (inc
             "read up to its last complete record) or fail (stop naming the video and file).",
             enum_values=["skip", "fail"])
 define_flag("bool", "allow_incomplete", False, "Train on a prepare_data split with missing or "
-            "truncated shards (tfvid.data.completeness.check_shards) instead of refusing it.")
+            "truncated shards (tfvid.prep.completeness.check_shards) instead of refusing it.")
 
 
 
@@ -147,7 +147,7 @@ def count_videos(files: list[str]) -> int:
         shards = {os.path.abspath(s) for s in (info.get("files") or {}).get("shards", [])}
         if shards and shards == wanted:
             return int(info["videos"])
-    from tfvid.data.prepare import count_records
+    from tfvid.prep.prepare import count_records
     logging.info("counting the records of %d shard(s) once (no matching summary json)", len(files))
     return sum(count_records(f) for f in files)
 
@@ -260,7 +260,7 @@ def _specs_with_flag(name):
 def resolve_num_classes(train_files, val_files) -> tuple[int, list[str] | None]:
     """--num_classes (or the length of classes.txt beside the training data) and the class
     names; UsageError when they disagree or when labels fall outside [0, num_classes)."""
-    from tfvid.data.indexes import read_classes_file
+    from tfvid.prep.indexes import read_classes_file
     path = os.path.join(os.path.dirname(os.path.abspath(train_files[0])), "classes.txt")
     names = read_classes_file(path) if os.path.isfile(path) else None
     num_classes = FLAGS.num_classes
@@ -291,9 +291,9 @@ def paper_num_segments(model: str) -> int | None:
 
 
 def check_data(train_files, val_files) -> list[str]:
-    """tfvid.data.completeness.check_shards on the training and validation files (ValueError
+    """tfvid.prep.completeness.check_shards on the training and validation files (ValueError
     -> UsageError naming missing or truncated shards unless --allow_incomplete); warnings."""
-    from tfvid.data.completeness import check_shards
+    from tfvid.prep.completeness import check_shards
     warnings = []
     for flag, files in (("train_data", train_files), ("val_data", val_files)):
         if not files:

@@ -9,10 +9,10 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_records(tmp_path_factory):
     """TFRecord shard paths of 4 tiny synthetic videos (2 classes, 48x36, 14-20 frames), written
-    by tfvid.data.synthetic and tfvid.data.prepare: data for the job-level tests."""
-    from tfvid.data.indexes import VideoEntry
-    from tfvid.data.prepare import prepare, shard_paths
-    from tfvid.data.synthetic import make_synthetic_dataset
+    by tfvid.prep.synthetic and tfvid.prep.prepare: data for the job-level tests."""
+    from tfvid.prep.indexes import VideoEntry
+    from tfvid.prep.prepare import prepare, shard_paths
+    from tfvid.prep.synthetic import make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("tiny_records")
     info = make_synthetic_dataset(str(root / "src"), num_classes=2, videos_per_class=2, groups=2,

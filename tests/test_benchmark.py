@@ -58,7 +58,7 @@ def test_tsn_train_indices_one_per_segment():
 def test_pyav_loader_decodes_the_sampled_frames(tmp_path):
     """Seeking to keyframes (every 8 frames here) and decoding on gives the same frames as
     decoding the whole video."""
-    from tfvid.data.video import read_video, write_video
+    from tfvid.prep.video import read_video, write_video
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (1, 24, 32, 3), dtype=np.uint8)
     frames = np.clip(base.astype(int) + 7 * np.arange(30)[:, None, None, None], 0, 255)

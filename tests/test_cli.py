@@ -280,8 +280,8 @@ def test_tensorflow_logs_what_the_user_asks_for():
 # ------------------------------------------------------------------ a job end to end, quietly
 
 def test_dynamic_images_job_output_is_a_summary(tmp_path):
-    from tfvid.data.synthetic import render_clip
-    from tfvid.data.video import write_video
+    from tfvid.prep.synthetic import render_clip
+    from tfvid.prep.video import write_video
     video = write_video(str(tmp_path / "move.mp4"),
                         render_clip("MoveRight", num_frames=22, frame_size=(64, 48), seed=2), fps=25)
     r = _run([_script("dynamic_images"), f"--video={video}", "--output_dir=out",

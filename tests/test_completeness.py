@@ -1,4 +1,4 @@
-"""tfvid.data.completeness.check_shards on real prepare_data outputs: finished, interrupted,
+"""tfvid.prep.completeness.check_shards on real prepare_data outputs: finished, interrupted,
 truncated, stray and manifest-less shards, and .list files."""
 import json
 import os
@@ -9,14 +9,14 @@ import sys
 import numpy as np
 import pytest
 
-from tfvid.data.completeness import check_shards
-from tfvid.data.indexes import VideoEntry
-from tfvid.data.prepare import prepare, shard_paths
+from tfvid.prep.completeness import check_shards
+from tfvid.prep.indexes import VideoEntry
+from tfvid.prep.prepare import prepare, shard_paths
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from tfvid.data.video import write_video
+    from tfvid.prep.video import write_video
     root = tmp_path_factory.mktemp("completeness")
     rng = np.random.default_rng(0)
     entries = []
@@ -81,7 +81,7 @@ def test_shards_without_manifest_only_warn(prepared, tmp_path):
 
 
 def test_no_tensorflow_import():
-    code = ("import sys, tfvid.data.completeness; "
+    code = ("import sys, tfvid.prep.completeness; "
             "sys.exit(1 if 'tensorflow' in sys.modules else 0)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, timeout=120,

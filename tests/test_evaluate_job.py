@@ -134,8 +134,8 @@ def test_truncated_shard_is_named(run, tmp_path, monkeypatch):
 
 
 def test_shards_are_checked_first_with_allow_incomplete(run, tmp_path, monkeypatch):
-    """evaluate calls tfvid.data.completeness.check_shards(files, allow_incomplete=...)."""
-    completeness = pytest.importorskip("tfvid.data.completeness")
+    """evaluate calls tfvid.prep.completeness.check_shards(files, allow_incomplete=...)."""
+    completeness = pytest.importorskip("tfvid.prep.completeness")
     data = _write(tmp_path / "test-0-of-2.tfrecord", GOOD)
     calls = []
 

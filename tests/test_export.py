@@ -201,7 +201,7 @@ def make_run_dir(tmp_path, model, *, num_segments=3, frame_size=(64, 48), classe
                  extra=None):
     """A training run as the train job leaves it: run_config.json, checkpoints, data dir."""
     from tfvid.data import schema
-    from tfvid.data.video import encode_jpegs
+    from tfvid.prep.video import encode_jpegs
 
     data = tmp_path / "data"
     data.mkdir()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfvid.data import schema
-from tfvid.data.extract_features import (Density, extract_features, load_backbone_network,
+from tfvid.prep.extract_features import (Density, extract_features, load_backbone_network,
                                          load_run_network, parse_density, window_indices)
 
 S, WIDTH = 32, 0.25
@@ -19,9 +19,9 @@ CLASSES = ["a", "b"]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """4 synthetic videos (48x36, 14-20 frames) in 2 shards, with Farneback flow."""
-    from tfvid.data.indexes import VideoEntry
-    from tfvid.data.prepare import prepare, shard_paths
-    from tfvid.data.synthetic import make_synthetic_dataset
+    from tfvid.prep.indexes import VideoEntry
+    from tfvid.prep.prepare import prepare, shard_paths
+    from tfvid.prep.synthetic import make_synthetic_dataset
     root = tmp_path_factory.mktemp("extract_features")
     info = make_synthetic_dataset(str(root / "src"), num_classes=2, videos_per_class=2,
                                   groups=2, frame_size=(48, 36), num_frames=(14, 20))

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from tfvid.data.extract_flow import add_flow_to_frames, add_flow_to_records, flow_task
-from tfvid.data.indexes import VideoEntry
-from tfvid.data.prepare import prepare, shard_paths
+from tfvid.prep.extract_flow import add_flow_to_frames, add_flow_to_records, flow_task
+from tfvid.prep.indexes import VideoEntry
+from tfvid.prep.prepare import prepare, shard_paths
 
 W, H = 64, 48
 CLASSES = ["left", "right"]
@@ -27,7 +27,7 @@ def _frames(seed, n):
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """4 videos (one of a single frame) prepared without flow in both layouts."""
-    from tfvid.data.video import write_video
+    from tfvid.prep.video import write_video
     root = tmp_path_factory.mktemp("extract_flow")
     entries = []
     for i, n in enumerate((9, 7, 1, 8)):

@@ -1,9 +1,9 @@
-"""Tests for tfvid.data.flow: TSN quantisation (docs/tsn.md) and flow computation."""
+"""Tests for tfvid.prep.flow: TSN quantisation (docs/tsn.md) and flow computation."""
 import cv2
 import numpy as np
 import pytest
 
-from tfvid.data import flow as fl
+from tfvid.prep import flow as fl
 
 
 def test_quantize_reference_values():

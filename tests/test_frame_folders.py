@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tfvid.data import video as vid
-from tfvid.data.indexes import load_index
-from tfvid.data.prepare import prepare, shard_paths
+from tfvid.prep import video as vid
+from tfvid.prep.indexes import load_index
+from tfvid.prep.prepare import prepare, shard_paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ["Swiping Left", "Swiping Right", "Doing other things"]
@@ -218,7 +218,7 @@ def test_png_frames_and_flow(tmp_path):
     assert clip.num_frames == 6 and clip.reencoded == 6 and clip.size == (W, H)
     assert all(j[:2] == b"\xff\xd8" for j in clip.jpegs)
     assert np.array_equal(clip.frames[0], _image(5, 0))  # PNG is lossless
-    from tfvid.data.indexes import VideoEntry
+    from tfvid.prep.indexes import VideoEntry
     out = tmp_path / "out"
     entry = VideoEntry("p", str(folder), 0, CLASSES[0], "train", frame_folder=True)
     summary = prepare([entry], CLASSES, output_dir=str(out), split="train", flow="farneback",

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tfvid.data.indexes import VideoEntry, load_index, ssv2_class_name
+from tfvid.prep.indexes import VideoEntry, load_index, ssv2_class_name
 
 
 def _write(path, text, newline="\n"):

@@ -17,7 +17,7 @@ W, H = 64, 48
 def setup(tmp_path_factory):
     """(model, export path, video path): a tiny TSN exported by the job, a 30-frame mp4."""
     from pipelines import export as job
-    from tfvid.data.video import write_video
+    from tfvid.prep.video import write_video
 
     tmp = tmp_path_factory.mktemp("predict")
     model = tiny_tsn(seed=3)
@@ -34,7 +34,7 @@ def keras_reference(model, video, sidecar, num_crops):
     """Logits averaged over views: read_video + preprocess_video + the Keras model."""
     from tfvid.data import sampling
     from tfvid.data.pipeline import preprocess_video
-    from tfvid.data.video import read_video
+    from tfvid.prep.video import read_video
 
     frames = read_video(video, frame_size=(W, H)).frames
     views = preprocess_video(frames, sampler=sampling.get_sampler(**sidecar["sampling"]),

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from tfvid.data.indexes import VideoEntry
-from tfvid.data.prepare import assign_shards, count_records, prepare, shard_paths
+from tfvid.prep.indexes import VideoEntry
+from tfvid.prep.prepare import assign_shards, count_records, prepare, shard_paths
 
 W, H, N = 64, 48, 8
 CLASSES = ["clap", "wave"]
@@ -27,7 +27,7 @@ def _frames(seed, n=N):
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    from tfvid.data.video import write_video
+    from tfvid.prep.video import write_video
     root = tmp_path_factory.mktemp("videos")
     entries = []
     for i in range(5):
@@ -199,7 +199,7 @@ def test_labels_missing_files_and_flow_mismatch(videos, tmp_path, monkeypatch):
     tsv = (tmp_path / "b" / "x-rejects.tsv").read_text()
     assert f"{good[1].path}\tno label" in tsv and "gone.mp4\tvideo file not found" in tsv
 
-    from tfvid.data import flow as flowlib
+    from tfvid.prep import flow as flowlib
     real = flowlib.encode_flow_jpegs
     monkeypatch.setattr(flowlib, "encode_flow_jpegs", lambda f, bound: tuple(
         l[:-1] for l in real(f, bound)))
@@ -282,7 +282,7 @@ def test_cli_subprocess_help_and_bad_flag():
 
 
 def test_cli_synthetic_subprocess(tmp_path):
-    pytest.importorskip("tfvid.data.synthetic")
+    pytest.importorskip("tfvid.prep.synthetic")
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     src, out = tmp_path / "synth", tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "pipelines.prepare_data", "--synthetic",

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from tfvid.data.indexes import VideoEntry, check_splits, holdout_split, load_index
-from tfvid.data.prepare import prepare, shard_paths
+from tfvid.prep.indexes import VideoEntry, check_splits, holdout_split, load_index
+from tfvid.prep.prepare import prepare, shard_paths
 
 W, H, N = 48, 36, 10
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +31,7 @@ def _clip(seed, n=N):
 
 @pytest.fixture(scope="module")
 def clip_bytes(tmp_path_factory):
-    from tfvid.data.video import write_video
+    from tfvid.prep.video import write_video
     d = tmp_path_factory.mktemp("clips")
     return {k: open(write_video(str(d / f"c{k}.mp4"), _clip(k), fps=25), "rb").read()
             for k in range(3)}
@@ -168,7 +168,7 @@ def test_cli_holdout_and_video_in_two_splits(clip_bytes, tmp_path):
 
 _HOLD_SCRIPT = """
 import sys, time, os
-from tfvid.data import prepare as p
+from tfvid.prep import prepare as p
 real, go = p._write_shard, sys.argv[2]
 def slow(*a, **k):
     print("writing", flush=True)
@@ -210,7 +210,7 @@ def test_concurrent_prepare_of_a_split_is_refused(clip_bytes, tmp_path):
         if a.poll() is None:
             a.kill()
     assert a.returncode == 0, err_a[-2000:]
-    from tfvid.data.prepare import count_records
+    from tfvid.prep.prepare import count_records
     assert sum(count_records(p) for p in shard_paths(str(out), "train")) == 6
     assert not [f for f in os.listdir(out) if ".tmp-" in f]
 
@@ -328,7 +328,7 @@ def test_disk_full_tfrecord(clip_bytes, tmp_path, monkeypatch):
 
 
 def test_disk_full_frame_folders(clip_bytes, tmp_path, monkeypatch):
-    from tfvid.data import prepare_worker
+    from tfvid.prep import prepare_worker
     entries, classes = _class_set(tmp_path / "v", clip_bytes, classes=2, per_class=2)
     out = tmp_path / "out"
     written = []
@@ -375,7 +375,7 @@ def test_missing_file_is_retried_when_it_returns(clip_bytes, tmp_path):
 # ---------------------------------------------------------------- 7. truncated videos
 
 def test_truncated_video_is_reported_as_partial(tmp_path):
-    from tfvid.data.video import write_video
+    from tfvid.prep.video import write_video
     os.makedirs(tmp_path / "v")
     path = write_video(str(tmp_path / "v" / "long.avi"),
                        np.random.default_rng(0).integers(0, 255, (20, H, W, 3), np.uint8))

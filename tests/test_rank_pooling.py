@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvid.data import rank_pooling as rpn
+from tfvid.prep import rank_pooling as rpn
 from tfvid.layers.rank_pooling import (ApproximateRankPooling, arp_coefficients,
                                        caffenet_normalize, dynamic_image_to_uint8)
 

@@ -54,7 +54,7 @@ class SavedModelServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 def served(tmp_path_factory):
     """(export path, video path, servicer, 'localhost:PORT') with the gRPC server running."""
     from pipelines import export as job
-    from tfvid.data.video import write_video
+    from tfvid.prep.video import write_video
 
     tmp = tmp_path_factory.mktemp("grpc")
     model = tiny_tsn(seed=3)

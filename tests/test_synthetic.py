@@ -1,11 +1,11 @@
-"""Tests for tfvid.data.synthetic: UCF101 layout, decodable files, determinism, time reversal."""
+"""Tests for tfvid.prep.synthetic: UCF101 layout, decodable files, determinism, time reversal."""
 import os
 
 import numpy as np
 import pytest
 
-from tfvid.data import synthetic as sy
-from tfvid.data.video import read_video
+from tfvid.prep import synthetic as sy
+from tfvid.prep.video import read_video
 
 SIZE = (64, 48)
 

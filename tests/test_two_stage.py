@@ -63,7 +63,7 @@ STEPS = {"din": 60, "videomap": 120}      # head training steps (loss logged eve
 @pytest.fixture(scope="module")
 def stage1(tmp_path_factory):
     """Synthetic videos -> prepare_data -> a tiny TSN -> extract_features of every frame."""
-    from tfvid.data.synthetic import make_synthetic_dataset
+    from tfvid.prep.synthetic import make_synthetic_dataset
     root = tmp_path_factory.mktemp("two_stage")
     info = make_synthetic_dataset(str(root / "videos"), num_classes=CLASSES, videos_per_class=8,
                                   frame_size=(48, 36), num_frames=(20, 28))

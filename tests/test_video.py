@@ -1,11 +1,11 @@
-"""Tests for tfvid.data.video: PyAV decoding, resizing, resampling, errors, JPEG helpers."""
+"""Tests for tfvid.prep.video: PyAV decoding, resizing, resampling, errors, JPEG helpers."""
 import logging
 
 import av
 import numpy as np
 import pytest
 
-from tfvid.data import video as vid
+from tfvid.prep import video as vid
 
 
 def _frames(n=30, w=64, h=48):
@@ -110,7 +110,7 @@ def test_truncated_avi_keeps_decoded_frames(clips, tmp_path, caplog):
     data = open(paths[".avi"], "rb").read()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: int(len(data) * 0.8)])
-    with caplog.at_level(logging.WARNING, logger="tfvid.data.video"):
+    with caplog.at_level(logging.WARNING, logger="tfvid.prep.video"):
         v = vid.read_video(cut, frame_size=None)
     assert 0 < v.num_frames < 30
     assert "cut.avi" in caplog.text
@@ -131,7 +131,7 @@ class _FailingContainer:
 
 def test_decode_error_after_frames_keeps_them(caplog):
     frames = [av.VideoFrame.from_ndarray(f, format="rgb24") for f in _frames(n=5, w=16, h=16)]
-    with caplog.at_level(logging.WARNING, logger="tfvid.data.video"):
+    with caplog.at_level(logging.WARNING, logger="tfvid.prep.video"):
         got = list(vid._decoded_frames(_FailingContainer(frames, 3), None, "x.mp4"))
     assert len(got) == 3 and "x.mp4" in caplog.text
     with pytest.raises(vid.VideoError, match="x.mp4.*no decodable frame"):

@@ -1,4 +1,6 @@
-"""tfvid.data: dataset indexes, video decoding, flow, sampling, augmentation and the tf.data builder."""
+"""tfvid.data: the online input: record schema, sampling, augmentation, modalities, the tf.data
+builder and the fused kernels. Offline preparation (indexes, decoding, flow, prepare) lives in
+tfvid.prep, which may import this package but never the other way round."""
 
 
 def build_dataset(*args, **kwargs):

@@ -169,7 +169,7 @@ class _Gathered:
 
 
 def _even(x):
-    """Nearest even integer >= 2 (tfvid.data.video.output_size's rounding)."""
+    """Nearest even integer >= 2 (tfvid.prep.video.output_size's rounding)."""
     return tf.maximum(2, tf.cast(tf.floor(x / 2.0 + 0.5), tf.int32) * 2)
 
 

@@ -25,7 +25,7 @@ import os
 import tensorflow as tf
 
 from tfvid import models
-from tfvid.data.indexes import read_classes_file
+from tfvid.prep.indexes import read_classes_file
 
 log = logging.getLogger(__name__)
 

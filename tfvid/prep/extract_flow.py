@@ -3,7 +3,7 @@
     add_flow_to_records(shards, output_dir, method=...)   TFRecord shards -> new shards with flow
     add_flow_to_frames(list_file, method=...)             raw-frame folders: flow JPEGs added
 
-Flow is computed from the stored RGB JPEGs (decoded with OpenCV) by tfvid.data.flow, with the
+Flow is computed from the stored RGB JPEGs (decoded with OpenCV) by tfvid.prep.flow, with the
 quantisation and storage of prepare_data --flow: n frames give n-1 grayscale x and y JPEGs,
 the bound and method recorded in the record context (TFRecords) or implied by the layout's
 flow_x_/flow_y_ files (raw frames). TV-L1 costs about 1.3 s per frame pair here, which is why
@@ -37,7 +37,7 @@ def flow_task(task: dict) -> dict:
     lists of n-1 grayscale images) or {video_id, reject: reason}. Never raises."""
     import cv2
 
-    from tfvid.data import flow as flowlib
+    from tfvid.prep import flow as flowlib
     out = {"video_id": task["video_id"]}
     try:
         frames = task["frames"]
@@ -85,7 +85,7 @@ def in_order(items, workers: int):
 
 
 def _check(method: str, bound: float, workers: int) -> None:
-    from tfvid.data import flow as flowlib
+    from tfvid.prep import flow as flowlib
     if method not in flowlib.METHODS:
         raise ValueError(f"unknown flow method {method!r}; choose one of {flowlib.METHODS}")
     if bound <= 0 or workers < 1:
@@ -155,7 +155,7 @@ def add_flow_to_records(shards, output_dir: str, *, method: str = "tvl1",
     import tensorflow as tf
 
     from tfvid.data import schema
-    from tfvid.data.prepare import load_progress
+    from tfvid.prep.prepare import load_progress
     _check(method, bound, workers)
     shards = [os.path.abspath(p) for p in shards]
     output_dir = os.path.abspath(output_dir)

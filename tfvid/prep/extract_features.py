@@ -486,7 +486,7 @@ def extract_features(shards, output_dir: str, network: FrameNetwork, *,
     options = feature_options(network, feature_name, density, crops, keep_frames)
     os.makedirs(output_dir, exist_ok=True)
     with folder_lock(os.path.join(output_dir, f".{JOB}.lock"), JOB):
-        from tfvid.data.prepare import load_progress
+        from tfvid.prep.prepare import load_progress
         started = bool(load_progress(os.path.join(output_dir, f"{JOB}-progress.jsonl"))) or \
             any(os.path.exists(os.path.join(output_dir, n)) for n in names)
         _load_manifest(os.path.join(output_dir, f"{JOB}-manifest.json"), options, started)
@@ -502,7 +502,7 @@ def _extract_locked(shards, output_dir, network, options, *, density, crops, kee
     import tensorflow as tf
 
     from tfvid.data import schema
-    from tfvid.data.prepare import load_progress
+    from tfvid.prep.prepare import load_progress
     from tfvid.progress import progress_bar
     name = options["feature_name"]
     context = {k: options[k] for k in ("model", "source", "checkpoint", "backbone", "width",

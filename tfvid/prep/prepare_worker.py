@@ -1,8 +1,8 @@
-"""Per-video work of the preparation job, run in worker processes (tfvid.data.prepare).
+"""Per-video work of the preparation job, run in worker processes (tfvid.prep.prepare).
 
 Decode (PyAV) -> resize -> JPEG-encode frames -> optional flow -> optional frame folder.
 A source that is a folder of frame images (Jester, Something-Something v1) keeps its JPEG
-bytes unchanged when no resize is needed (tfvid.data.video.read_frame_folder_jpegs).
+bytes unchanged when no resize is needed (tfvid.prep.video.read_frame_folder_jpegs).
 This module imports PyAV and OpenCV but not TensorFlow, so spawned workers start quickly; the
 main process builds the SequenceExamples and writes the shards.
 
@@ -105,8 +105,8 @@ def process_video(task: dict) -> dict:
     decoded} or {video_id, path, reject: reason} or, when writing the frame folder failed,
     {video_id, path, fatal: message naming the folder, errno}. Never raises.
     """
-    from tfvid.data import flow as flowlib
-    from tfvid.data import video as videolib
+    from tfvid.prep import flow as flowlib
+    from tfvid.prep import video as videolib
     o = task["options"]
     out = {"video_id": task["video_id"], "path": task["path"]}
     size = tuple(o["frame_size"]) if o["frame_size"] else None

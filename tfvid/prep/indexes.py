@@ -38,7 +38,7 @@ refuses requests that would put the same videos in two splits. An index that lis
 for the split (empty or header-only file) is an error naming the file.
 
 Labels are 0-based class indices. A video with no label (Kinetics/SSv2/Jester test lists) gets
-label None; `tfvid.data.prepare.prepare` rejects such entries unless the whole split is
+label None; `tfvid.prep.prepare.prepare` rejects such entries unless the whole split is
 unlabeled (a test split), in which case they are written without a label.
 
 A listed video whose file is missing keeps its expected path: the preparation rejects it with

@@ -45,13 +45,13 @@ permissions were fixed) or when the cause lies outside the file (a worker proces
 error). Permanent rejects (undecodable, zero frames, no video stream, no label, flow mismatch)
 of an unchanged file stay rejected without decoding it again.
 
-Work runs in `workers` processes (tfvid.data.prepare_worker; spawned, they import PyAV/OpenCV,
+Work runs in `workers` processes (tfvid.prep.prepare_worker; spawned, they import PyAV/OpenCV,
 not TensorFlow, and die with the main process); the main process writes the shards in a fixed
 order, so the output is the same for any worker count. A worker that dies on a video (out of
 memory, decoder crash) gets that video rejected ("worker process died (signal N) while
 decoding") and the run goes on.
 
-Write errors (disk full, ...) stop the run with a tfvid.data.prepare_worker.WriteError (an
+Write errors (disk full, ...) stop the run with a tfvid.prep.prepare_worker.WriteError (an
 OSError) naming the shard or frame folder ("no space left on device"); the temporary file or
 folder is removed and finished shards and folders are kept, so a rerun resumes.
 """
@@ -69,8 +69,8 @@ from typing import Sequence
 from tfvid.progress import progress_bar
 
 from tfvid.atomic import atomic_path
-from tfvid.data.indexes import VideoEntry
-from tfvid.data.prepare_worker import OrderedResults, WriteError, count_frame_files, write_error
+from tfvid.prep.indexes import VideoEntry
+from tfvid.prep.prepare_worker import OrderedResults, WriteError, count_frame_files, write_error
 from tfvid.lock import folder_lock
 
 LAYOUTS = ("tfrecord", "frames", "both")
