@@ -25,11 +25,18 @@ Fields (all but name and builder have defaults):
                  sampler decides, e.g. MDI windows).
   sampler        the training sampler's name in tfvid.data.sampling.SAMPLERS (the same sampler
                  serves val and test: it samples by mode); `make_sampler(cfg, mode, n)` builds it.
-  augmentation   the training augmentation build_dataset applies (descriptive).
+  augmentation   the training augmentation build_dataset applies by default (the paper's):
+                 'multiscale_crop_flip' (TSN's corner + scale jitter crops and a flip) or
+                 'random_crop_flip' (a plain random input_size crop of the stored frame and a
+                 flip: StNet's official reader); train's --augmentation overrides it.
   preprocessing  the input normalisation (descriptive: 'backbone' = the backbone's).
   test_segments  the test protocol's time steps (TSN / StNet 25 snippets); None: the sampler's
                  own test sampling (MDI windows over the whole video, DIN's T frames).
   test_crops     views per time step of the test protocol (TSN 10; StNet, dynamic images 1).
+  test_input_size  spatial side of the test views when it differs from the training input
+                 size (StNet: a 256 x 256 centre crop of the 340 x 256 stored frame, taken
+                 without rescaling, fed at 256 to the weights trained at 224); None: the
+                 run's input_size.
   variable_time  bool or cfg -> bool: whether evaluation may rebuild the model with a variable
                  time axis (TSN not with the 'weighted' consensus).
   export_inputs  names of the inputs its exports take.
@@ -82,6 +89,7 @@ class ModelSpec:
     preprocessing: str = "backbone"
     test_segments: int | None = None
     test_crops: int = 10
+    test_input_size: int | None = None
     variable_time: Any = True
     export_inputs: tuple = ("clip",)
     recorded_args: tuple = ()

@@ -43,6 +43,8 @@ TEMPORAL_STAGES = ("res3", "res4")
 @model_spec(
     "stnet", modalities=("rgb",), time_arg="num_segments", default_time=7, sampler="stnet",
     test_segments=25, test_crops=1,    # docs/stnet.md: T = 25 super-images, one centre crop
+    test_input_size=256,               # ... of 256 x 256, not rescaled (official test reader)
+    augmentation="random_crop_flip",   # official training reader: random 224 crop + flip
     recorded_args=("backbone", "width", "input_size", "num_segments", "frames_per_segment",
                    "temporal_block", "dropout"),
     flags={"frames_per_segment": ("integer", None, "StNet: frames N stacked into each "
