@@ -40,19 +40,26 @@ import numpy as np
 from absl import app, flags, logging
 
 from pipelines import bench_rank_pooling, bench_temporal_order, bench_tflite, bench_train_step
+from pipelines import bench_long_video
 from pipelines.common import check_args, define_flag, run_job
 
 FLAGS = flags.FLAGS
 # --help lists the flags of the benchmarks defined in their own modules too
 flags.adopt_module_key_flags(bench_rank_pooling)
 flags.adopt_module_key_flags(bench_train_step)
+flags.adopt_module_key_flags(bench_long_video)
 
 
 define_flag("enum", "bench", "input-pipeline", "Benchmark to run: input-pipeline (TSN training "
             "input, every storage layout against its bound and two Python loaders) or "
             "rank-pooling (ARP vs exact RP: fps and pairwise ranking accuracy; --rp_* flags) or "
-            "train-step (clips/s of a full training step, tfvid vs PyTorch; --train_* flags).",
-            enum_values=["input-pipeline", "rank-pooling", "train-step"])
+            "train-step (clips/s of a full training step, tfvid vs PyTorch; --train_* flags) or "
+            "tflite (TFLite variants: size, latency, agreement) or temporal-order (TSN vs DIN, "
+            "VideoMap and StNet on time-reversal pairs) or "
+            "long-video (predict --untrimmed: video seconds per second and peak memory, 1 vs "
+            "10 minutes; --lv_* flags).",
+            enum_values=["input-pipeline", "rank-pooling", "train-step", "tflite",
+                         "temporal-order", "long-video"])
 define_flag("string", "json", None, "Optional path of a JSON file for the results.")
 define_flag("string", "output_md", None, "Optional path of a markdown file with the result table.")
 define_flag("string", "bench_dir", "benchmark_data", "Where benchmark videos and layouts are kept.")
@@ -309,6 +316,7 @@ BENCHMARKS = {
     "train-step": (bench_train_step.run_from_flags, bench_train_step.format_table),
     "tflite": (bench_tflite.run_from_flags, bench_tflite.format_table),
     "temporal-order": (bench_temporal_order.run_from_flags, bench_temporal_order.format_table),
+    "long-video": (bench_long_video.run_from_flags, bench_long_video.format_table),
 }
 
 

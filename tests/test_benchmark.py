@@ -144,3 +144,13 @@ def test_tiny_run_writes_json_and_table(tmp_path, capsys):
     assert res["settings"]["batch_size"] == 4
     assert "(b) Python loader" in capsys.readouterr().out
     assert md.read_text().startswith("| variant | clips/s |")
+
+
+def test_every_benchmark_is_a_bench_choice():
+    """--bench accepts exactly the benchmarks the job can run (tflite and temporal-order were
+    registered but refused by the flag)."""
+    from absl import flags as absl_flags
+
+    from pipelines import benchmark
+    choices = absl_flags.FLAGS["bench"].parser.enum_values
+    assert sorted(choices) == sorted(benchmark.BENCHMARKS)

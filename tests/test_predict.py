@@ -46,7 +46,7 @@ def keras_reference(model, video, sidecar, num_crops):
 
 @pytest.mark.parametrize("num_crops", [1, 3])
 def test_predict_matches_keras(setup, num_crops):
-    from pipelines import predict
+    from tfvid.eval import predict
     from tfvid.export import load_export
 
     model, path, video, _ = setup
@@ -102,3 +102,74 @@ def test_predict_main_exit_status(setup, capsys):
             predict.main(["predict"])
     with pytest.raises(ValueError, match="num_crops"):
         predict.predict(path, [video], num_crops=4)
+
+
+# --------------------------------------------------------------- --attention_plot (DIN, VideoMap)
+def _attention_run(tmp, name, frames):
+    """(model, run dir, sidecar) of a tiny end-to-end DIN / VideoMap run on frames: the sidecar
+    an export of it has (clip shape, sampling, decoding, preprocessing, its run dir)."""
+    from tfvid import models
+    from tfvid.data import augment
+
+    keras.utils.set_random_seed(1)
+    model = models.build(name, len(CLASSES), backbone="tiny", width=0.25, input_size=SIZE,
+                         num_frames=frames)
+    run = make_run_dir(tmp, model, num_segments=frames, frame_size=(W, H),
+                       extra={"model": name, "width": 0.25})
+    sidecar = {"class_names": CLASSES, "model": {"model_dir": run},
+               "signature": {"inputs": {"clip": {"shape": [None, frames, SIZE, SIZE, 3]}}},
+               "sampling": {"name": "uniform", "num_frames": frames, "jitter": True},
+               "decoding": {"frame_size": [W, H], "short_side": None, "fps": None},
+               "preprocessing": {"modality": "rgb", "backbone": "tiny", "input_size": SIZE,
+                                 "mode": "test",
+                                 "normalization": augment.normalization_config("tiny", "rgb")}}
+    return model, run, sidecar
+
+
+@pytest.mark.parametrize("name,frames", [("videomap", 16), ("din", 8)])
+def test_attention_plot_from_the_run(setup, tmp_path, name, frames):
+    from tfvid.eval import frame_attention, predict
+
+    _, _, video, _ = setup
+    model, run, sidecar = _attention_run(tmp_path, name, frames)
+    views = predict.make_views(predict.decode(video, sidecar).frames, sidecar, 1)
+    results = [{"video": video, "status": "ok", "top_k": [{"index": 2, "label": CLASSES[2]}]},
+               {"video": "broken.mp4", "status": "error"}]
+    png = str(tmp_path / "attention.png")
+    drawn = frame_attention.plot_attention(sidecar, results, png)
+    assert drawn["kind"] == name and drawn["model_dir"] == run and drawn["videos"] == ["clip.mp4"]
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # the model was rebuilt with the run's weights: its logits are the trained model's
+    rebuilt, kind, _ = frame_attention.model_from_run(sidecar)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(rebuilt(views, training=False)),
+                               keras.ops.convert_to_numpy(model(views, training=False)),
+                               atol=1e-5)
+    if name == "videomap":
+        from tfvid.models.videomap import videomap_attention
+        np.testing.assert_allclose(drawn["weights"], videomap_attention(model, views),
+                                   atol=1e-5)
+    else:
+        for h, share in drawn["weights"][0].items():
+            h = int(h)
+            share = np.asarray(share)
+            assert share.shape == (frames,) and share.sum() == pytest.approx(1.0)
+            # a window of h rows is drawn at its centre: no share before or after those
+            lo, hi = round((h - 1) / 2), round(frames - 1 - (h - 1) / 2)
+            assert not share[:lo].any() and not share[hi + 1:].any()
+
+
+def test_attention_plot_errors(setup, tmp_path):
+    from tfvid.eval import frame_attention
+
+    _, _, _, tmp = setup
+    _, _, sidecar = _attention_run(tmp_path, "din", 8)
+    with pytest.raises(ValueError, match="--model_dir"):
+        frame_attention.model_from_run({**sidecar, "model": {}})
+    with pytest.raises(ValueError, match="no video was predicted"):
+        frame_attention.plot_attention(sidecar, [{"video": "x", "status": "error"}],
+                                       str(tmp_path / "a.png"))
+    tsn_run = os.path.join(tmp, "run_tiny")       # the TSN of the fixture: nothing to draw
+    with pytest.raises(ValueError, match="no temporal attention"):
+        frame_attention.model_from_run({**sidecar, "signature": {"inputs": {"clip": {
+            "shape": [None, 3, SIZE, SIZE, 3]}}}}, tsn_run)

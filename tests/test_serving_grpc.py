@@ -76,7 +76,7 @@ def served(tmp_path_factory):
 
 def local_protocol_logits(path, video):
     """The same video through the export loaded here (encoded_frames, as the server does)."""
-    from pipelines import predict
+    from tfvid.eval import predict
     from tfvid.export import load_export
 
     serving, sidecar = load_export(path)
@@ -86,7 +86,7 @@ def local_protocol_logits(path, video):
 
 
 def test_predict_server_encoded_frames_default(served, tmp_path, capsys):
-    from pipelines import predict
+    from tfvid.eval import remote as predict
 
     path, video, servicer, address = served
     before = len(servicer.requests)
@@ -111,11 +111,12 @@ def test_predict_server_encoded_frames_default(served, tmp_path, capsys):
 
 def test_predict_server_clip_matches_local_predict(served):
     """--signature=clip: views preprocessed by the client, as the local route."""
-    from pipelines import predict
+    from tfvid.eval import predict
+    from tfvid.eval.remote import predict_remote
     from tfvid.export import load_export
 
     path, video, _, address = served
-    remote = predict.predict_remote(address, [video], export_dir=path, signature="clip",
+    remote = predict_remote(address, [video], export_dir=path, signature="clip",
                                     num_crops=3)
     serving, sidecar = load_export(path)
     local = predict.predict_video(serving, sidecar, video, num_crops=3)
@@ -126,7 +127,8 @@ def test_predict_server_clip_matches_local_predict(served):
 def test_predict_server_errors_and_main(served, tmp_path, capsys):
     from absl import flags
     from absl.testing import flagsaver
-    from pipelines import predict
+    from pipelines import predict as job
+    from tfvid.eval import remote as predict
 
     path, video, _, address = served
     bad = predict.predict_remote(address, [video], model_name="nope")
@@ -146,5 +148,5 @@ def test_predict_server_errors_and_main(served, tmp_path, capsys):
     capsys.readouterr()
     with flagsaver.flagsaver(server=address, export_dir=path, video=[video], top_k=1,
                              json=None, signature="encoded_frames", model_name=None):
-        predict.main(["predict"])
+        job.main(["predict"])
     assert "1. " in capsys.readouterr().out
