@@ -2,7 +2,8 @@
 from setuptools import find_packages, setup
 
 JOBS = ["prepare_data", "extract_flow", "extract_features", "train", "evaluate", "fuse", "export",
-        "predict", "export_four_stream", "convert_tflite", "dynamic_images", "benchmark", "quickstart"]
+        "predict", "export_four_stream", "convert_tflite", "dynamic_images", "benchmark", "quickstart",
+        "data_service"]
 
 setup(
     name="tfvid",

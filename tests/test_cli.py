@@ -13,6 +13,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # job -> a flag only that job defines (its --help must list it)
 JOBS = {"prepare_data": "--num_shards", "extract_flow": "--overwrite",
+        "data_service": "--worker_address",
         "extract_features": "--feature_name", "train": "--lr_schedule",
         "evaluate": "--view_batch", "fuse": "--scores", "export": "--export_base",
         "predict": "--export_dir", "export_four_stream": "--dof_dir",

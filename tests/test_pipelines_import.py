@@ -15,6 +15,7 @@ JOBS = {"prepare_data": "--num_shards", "train": "--lr_schedule", "evaluate": "-
         "convert_tflite": "--parity_samples", "dynamic_images": "--methods",
         "quickstart": "--workdir", "export_four_stream": "--dof_dir",
         "benchmark": "--timed_batches", "extract_flow": "--overwrite",
+        "data_service": "--worker_address",
         "extract_features": "--feature_name"}
 
 
