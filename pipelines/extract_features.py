@@ -66,7 +66,7 @@ define_flag("bool", "progress", True, "Show a progress bar.")
 
 def load_network():
     """The FrameNetwork of --model_dir or --backbone/--weights (UsageError when wrong)."""
-    from tfvid.prep.extract_features import load_backbone_network, load_run_network
+    from tfvid.prep.frame_network import load_backbone_network, load_run_network
     if bool(FLAGS.model_dir) == bool(FLAGS.backbone):
         raise UsageError("give --model_dir (a TSN run) or --backbone with --weights")
     if FLAGS.model_dir:
@@ -87,7 +87,8 @@ def load_network():
 
 def main(argv):
     check_args(argv, "data", "output_dir")
-    from tfvid.prep.extract_features import CROPS, extract_features, parse_density
+    from tfvid.prep.extract_features import extract_features
+    from tfvid.prep.frame_network import CROPS, parse_density
     from tfvid.lock import LockedError
     if FLAGS.crops not in CROPS:
         raise UsageError(f"--crops must be 1, 3 or 10, got {FLAGS.crops}")

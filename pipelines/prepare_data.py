@@ -16,37 +16,29 @@ of one output_dir is refused.
 a resize decodes, resizes and encodes each frame once. Frame folders are at --frame_folder_fps
 (Jester: 12), recorded as the records' frame rate.
 
-Splits of --format=folder / csv: split folders (<videos_dir>/<split>/<class>/...) or a CSV
-'split' column (path,label,split); without those, one split gets every video, or
---val_fraction / --test_fraction hold videos out (seeded by video id, --holdout_seed) and the
-remaining split gets the rest.
+Splits of --format=folder / csv: split folders, a CSV 'split' column, or --val_fraction /
+--test_fraction held out (seeded by video id); else one split gets every video.
 
 Examples:
   python -m pipelines.prepare_data --format=ucf101 --videos_dir=UCF-101 \\
       --index=ucfTrainTestlist --split=train1,test1 --output_dir=data/ucf101 --flow=tvl1
-  python -m pipelines.prepare_data --format=kinetics --videos_dir=k400 --index=k400/train.csv \\
-      --split=train --frame_size=short256 --output_dir=data/k400
   python -m pipelines.prepare_data --format=jester --videos_dir=20bn-jester-v1 \\
       --index=jester_csvs --split=train,validation --frame_size=original --output_dir=data/jester
   python -m pipelines.prepare_data --synthetic --videos_dir=/tmp/synth --output_dir=/tmp/synth_tfr
-  python -m pipelines.prepare_data --format=folder --videos_dir=my_videos --split=train,val \\
-      --val_fraction=0.2 --output_dir=data/mine
+(more in tfvid.prep.prepare_dataset and docs/records.md).
 """
 from __future__ import annotations
 
 import os
-import re
 
 from absl import app, flags
 
 from pipelines.common import check_args, define_flag, parse_frame_size, run_job, usage_errors
-
-from tfvid.prep.indexes import FORMATS, check_splits, load_index
-from tfvid.prep.prepare import FLOW_METHODS, LAYOUTS, prepare
 from tfvid.lock import LockedError
-
-DEFAULT_SPLITS = {"ucf101": "train1,test1", "hmdb51": "train1,test1", "kinetics": "train,val",
-                  "ssv2": "train,validation", "jester": "train,validation"}
+from tfvid.prep.indexes import FORMATS
+from tfvid.prep.prepare import FLOW_METHODS, LAYOUTS
+from tfvid.prep.prepare_dataset import (format_summary, holdout_fractions, parse_splits,
+                                        prepare_dataset, synthetic_source)
 
 FLAGS = flags.FLAGS
 define_flag("enum", "format", "ucf101",
@@ -121,46 +113,6 @@ define_flag("integer", "synthetic_videos_per_class", None, "Videos per class of 
             lower_bound=1)
 define_flag("bool", "progress", True, "Show a progress bar.")
 
-def _synthetic_source(root: str) -> tuple[str, str]:
-    """Generates the synthetic UCF101-layout set under root if missing; returns (videos, index)."""
-    videos, index = os.path.join(root, "videos"), os.path.join(root, "ucfTrainTestlist")
-    if not all(os.path.isfile(os.path.join(index, f)) for f in ("classInd.txt", "testlist01.txt")):
-        from tfvid.prep.synthetic import make_synthetic_dataset
-        kwargs = {}
-        if FLAGS.synthetic_classes:
-            kwargs["num_classes"] = FLAGS.synthetic_classes
-        if FLAGS.synthetic_videos_per_class:
-            kwargs["videos_per_class"] = FLAGS.synthetic_videos_per_class
-        print(f"generating the synthetic dataset under {root}")
-        make_synthetic_dataset(root, **kwargs)
-    return videos, index
-
-
-def format_summary(s: dict) -> str:
-    line = (f"{s['split']}: {s['videos']} videos, {s['frames']} frames, {s['rejects']} rejects, "
-            f"{s['shards']} shards ({s['shards_skipped']} already done), "
-            f"{s['frame_folders']} frame folders, {s['seconds']:.1f} s -> {s['output_dir']}")
-    if s["rejects"]:
-        line += f"\n  rejected videos and reasons: {s['files']['rejects']}"
-    if s.get("partial"):
-        line += (f"\n  {s['partial']} video(s) kept with part of their frames (truncated or "
-                 f"damaged): {s['files']['partial']}")
-    return line
-
-
-def _holdout(splits: list[str]) -> dict[str, float] | None:
-    """{split name: fraction} from --val_fraction / --test_fraction."""
-    holdout = {}
-    for frac, pattern, default in ((FLAGS.val_fraction, r"val|valid|validation|dev", "val"),
-                                   (FLAGS.test_fraction, r"test|testing", "test")):
-        if frac > 0:
-            named = [s for s in splits if re.fullmatch(rf"(?:{pattern})[-_]?\d*", s, re.I)]
-            if len(named) > 1:
-                raise app.UsageError(f"splits {', '.join(named)} all match the held-out split "
-                                     f"{default!r}; request one of them")
-            holdout[named[0] if named else default] = frac
-    return holdout or None
-
 
 def main(argv):
     check_args(argv, "output_dir")
@@ -171,33 +123,26 @@ def main(argv):
     frame_size, short_side = parse_frame_size(FLAGS.frame_size)
     fmt, videos_dir, index = FLAGS.format, FLAGS.videos_dir, FLAGS.index
     if FLAGS.synthetic:
-        root = videos_dir or os.path.join(FLAGS.output_dir, "synthetic_videos")
         fmt = "ucf101"
-        videos_dir, index = _synthetic_source(root)
+        videos_dir, index = synthetic_source(
+            videos_dir or os.path.join(FLAGS.output_dir, "synthetic_videos"),
+            FLAGS.synthetic_classes, FLAGS.synthetic_videos_per_class)
     elif not videos_dir:
         raise app.UsageError("--videos_dir is required (or pass --synthetic)")
     elif not index and fmt != "folder":
         raise app.UsageError(f"--index is required for --format={fmt}")
-    split_text = FLAGS.split or DEFAULT_SPLITS.get(fmt)
-    if not split_text:
-        raise app.UsageError(f"--split is required for --format={fmt} (e.g. --split=train)")
-    splits = [s.strip() for s in split_text.split(",") if s.strip()]
-    holdout = _holdout(splits)
-    summaries = []
+    with usage_errors():
+        splits = parse_splits(FLAGS.split, fmt)
+        holdout = holdout_fractions(splits, FLAGS.val_fraction, FLAGS.test_fraction)
     try:
-        check_splits(fmt, videos_dir=videos_dir, index=index, splits=splits, holdout=holdout)
-        for split in splits:
-            entries, classes = load_index(fmt, videos_dir=videos_dir, index=index, split=split,
-                                          classes_file=FLAGS.classes_file, holdout=holdout,
-                                          holdout_seed=FLAGS.holdout_seed)
-            print(f"{split}: {len(entries)} videos listed, {len(classes)} classes")
-            summaries.append(prepare(
-                entries, classes, output_dir=FLAGS.output_dir, split=split,
-                num_shards=FLAGS.num_shards, frame_size=frame_size, short_side=short_side,
-                fps=FLAGS.fps or None, flow=FLAGS.flow, flow_bound=FLAGS.flow_bound,
-                layout=FLAGS.layout, workers=FLAGS.workers, jpeg_quality=FLAGS.jpeg_quality,
-                progress=FLAGS.progress, frame_folder_fps=FLAGS.frame_folder_fps,
-                shuffle_seed=FLAGS.shuffle_seed if FLAGS.shuffle_seed >= 0 else None))
+        summaries = prepare_dataset(
+            fmt, videos_dir=videos_dir, index=index, splits=splits, output_dir=FLAGS.output_dir,
+            classes_file=FLAGS.classes_file, holdout=holdout, holdout_seed=FLAGS.holdout_seed,
+            num_shards=FLAGS.num_shards, frame_size=frame_size, short_side=short_side,
+            fps=FLAGS.fps or None, flow=FLAGS.flow, flow_bound=FLAGS.flow_bound,
+            layout=FLAGS.layout, workers=FLAGS.workers, jpeg_quality=FLAGS.jpeg_quality,
+            progress=FLAGS.progress, frame_folder_fps=FLAGS.frame_folder_fps,
+            shuffle_seed=FLAGS.shuffle_seed if FLAGS.shuffle_seed >= 0 else None)
     except (ValueError, OSError, LockedError) as e:  # bad index/output dir, disk full, in use
         raise SystemExit(f"prepare_data: error: {e}") from e
     print("\n".join(format_summary(s) for s in summaries))

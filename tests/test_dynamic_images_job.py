@@ -15,7 +15,7 @@ W, H, N = 64, 48, 22
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     from tfvid.prep.synthetic import render_clip
-    from tfvid.prep.video import write_video
+    from tfvid.prep.video_writer import write_video
     frames = render_clip("MoveRight", num_frames=N, frame_size=(W, H), seed=2)
     return write_video(str(tmp_path_factory.mktemp("di") / "move.mp4"), frames, fps=25)
 

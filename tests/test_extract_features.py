@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from tfvid.data import schema
-from tfvid.prep.extract_features import (Density, extract_features, load_backbone_network,
-                                         load_run_network, parse_density, window_indices)
+from tfvid.prep.extract_features import extract_features
+from tfvid.prep.frame_network import (Density, load_backbone_network, load_run_network,
+                                      parse_density, window_indices)
 
 S, WIDTH = 32, 0.25
 CLASSES = ["a", "b"]

@@ -27,7 +27,7 @@ def _frames(seed, n):
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """4 videos (one of a single frame) prepared without flow in both layouts."""
-    from tfvid.prep.video import write_video
+    from tfvid.prep.video_writer import write_video
     root = tmp_path_factory.mktemp("extract_flow")
     entries = []
     for i, n in enumerate((9, 7, 1, 8)):

@@ -27,7 +27,7 @@ def _frames(seed, n=N):
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    from tfvid.prep.video import write_video
+    from tfvid.prep.video_writer import write_video
     root = tmp_path_factory.mktemp("videos")
     entries = []
     for i in range(5):

@@ -31,7 +31,7 @@ def _clip(seed, n=N):
 
 @pytest.fixture(scope="module")
 def clip_bytes(tmp_path_factory):
-    from tfvid.prep.video import write_video
+    from tfvid.prep.video_writer import write_video
     d = tmp_path_factory.mktemp("clips")
     return {k: open(write_video(str(d / f"c{k}.mp4"), _clip(k), fps=25), "rb").read()
             for k in range(3)}
@@ -375,7 +375,7 @@ def test_missing_file_is_retried_when_it_returns(clip_bytes, tmp_path):
 # ---------------------------------------------------------------- 7. truncated videos
 
 def test_truncated_video_is_reported_as_partial(tmp_path):
-    from tfvid.prep.video import write_video
+    from tfvid.prep.video_writer import write_video
     os.makedirs(tmp_path / "v")
     path = write_video(str(tmp_path / "v" / "long.avi"),
                        np.random.default_rng(0).integers(0, 255, (20, H, W, 3), np.uint8))

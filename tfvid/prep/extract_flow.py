@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from tfvid.atomic import atomic_path
+from tfvid.prep.shards import load_progress
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -155,7 +156,6 @@ def add_flow_to_records(shards, output_dir: str, *, method: str = "tvl1",
     import tensorflow as tf
 
     from tfvid.data import schema
-    from tfvid.prep.prepare import load_progress
     _check(method, bound, workers)
     shards = [os.path.abspath(p) for p in shards]
     output_dir = os.path.abspath(output_dir)

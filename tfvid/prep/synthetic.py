@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from tfvid.atomic import atomic_path
-from tfvid.prep.video import write_video
+from tfvid.prep.video_writer import write_video
 
 CLASS_NAMES = ("MoveLeft", "MoveRight", "Still", "Grow", "Shrink", "Blink", "RotateClockwise",
                "RotateCounterClockwise", "Bounce", "Shake", "FadeIn", "FadeOut")
