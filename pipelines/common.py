@@ -21,6 +21,8 @@ import contextlib
 import glob
 import os
 import re
+import shlex
+import subprocess
 import sys
 
 from absl import app, flags, logging
@@ -279,3 +281,29 @@ def parse_frame_size(text: str, flag: str = "frame_size") -> tuple[tuple[int, in
         return (int(m.group(1)), int(m.group(2))), None
     raise UsageError(f"--{flag}: expected WIDTHxHEIGHT (e.g. 340x256), shortN (e.g. "
                          f"short256) or 'original', got {text!r}")
+
+
+# ------------------------------------------------------------------ running other jobs
+def _python_name() -> str:
+    """The interpreter as a user would type it: sys.executable's name (python, python3.11...)
+    when it is a plain word, else 'python'."""
+    name = os.path.basename(sys.executable or "")
+    return name if re.fullmatch(r"python[\w.]*", name) else "python"
+
+
+def job_command(job: str, **flag_values) -> str:
+    """The shell command of a job, ready to paste: `python -m pipelines.<job> --k=v ...`."""
+    args = ["-m", f"pipelines.{job}"] + [f"--{k}={v}" for k, v in flag_values.items()]
+    return " ".join([_python_name()] + [shlex.quote(a) for a in args])
+
+
+def run_job_command(job: str, caller: str = "tfvid", **flag_values) -> None:
+    """Runs `python -m pipelines.<job> --k=v ...` in a subprocess (a job never imports
+    another), printing the command first; SystemExit naming the step when it fails."""
+    print("$ " + job_command(job, **flag_values), flush=True)
+    cmd = [sys.executable, "-m", f"pipelines.{job}"]
+    cmd += [f"--{k}={v}" for k, v in flag_values.items()]
+    r = subprocess.run(cmd)
+    if r.returncode:
+        raise SystemExit(f"{caller}: step {job} failed (exit status {r.returncode}); its "
+                         f"output is above")

@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
-import subprocess
-import sys
 import time
 
 from absl import flags
 
-from pipelines.common import UsageError, check_args, define_flag, run_job, usage_errors
+from pipelines.common import (UsageError, check_args, define_flag, run_job, run_job_command,
+                              usage_errors)
+from tfvid.data.preview import preview_batches
+from tfvid.eval.order import class_group_report, order_table
+from tfvid.prep.synthetic import (ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS, check_num_classes,
+                                  make_synthetic_dataset)
 
 FLAGS = flags.FLAGS
 define_flag("string", "workdir", "quickstart_out", "Where the videos, records and runs go.")
@@ -55,127 +56,12 @@ def _step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
-def _python_name() -> str:
-    """The interpreter as a user would type it: sys.executable's name (python, python3.11...)
-    when it is a plain word, else 'python'."""
-    name = os.path.basename(sys.executable or "")
-    return name if re.fullmatch(r"python[\w.]*", name) else "python"
-
-
-def job_command(job: str, **flag_values) -> str:
-    """The shell command of a job, ready to paste: `python -m pipelines.<job> --k=v ...`."""
-    args = ["-m", f"pipelines.{job}"] + [f"--{k}={v}" for k, v in flag_values.items()]
-    return " ".join([_python_name()] + [shlex.quote(a) for a in args])
-
-
 def _job(job: str, **flag_values) -> None:
-    """Runs `python -m pipelines.<job> --k=v ...` in a subprocess, printing the command first."""
-    print("$ " + job_command(job, **flag_values), flush=True)
-    cmd = [sys.executable, "-m", f"pipelines.{job}"]
-    cmd += [f"--{k}={v}" for k, v in flag_values.items()]
-    r = subprocess.run(cmd)
-    if r.returncode:
-        raise SystemExit(f"quickstart: step {job} failed (exit status {r.returncode}); its "
-                         f"output is above")
-
-
-def preview_batches(records: str, out_png: str, input_size: int,
-                    class_names: list[str] | None = None) -> None:
-    """Prints the shapes and ranges of one training and one evaluation batch; saves a PNG grid
-    whose snippets are titled with their class names (class_names[label])."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from tfvid.data import build_dataset
-    from tfvid.data.sampling import TSNSampler
-
-    sampler = TSNSampler(num_segments=3)
-    common = dict(sampler=sampler, modality="rgb", input_size=input_size, backbone="tiny")
-    train = next(iter(build_dataset(f"{records}/train1-*.tfrecord", mode="train", batch_size=4,
-                                    **common)))
-    val = next(iter(build_dataset(f"{records}/test1-*.tfrecord", mode="val", batch_size=4,
-                                  num_crops=3, **common)))
-
-    def name_of(label: int) -> str:
-        if class_names and 0 <= label < len(class_names):
-            return class_names[label]
-        return f"class {label}"
-
-    for name, batch in (("training", train), ("evaluation", val)):
-        clip = batch["clip"].numpy()
-        labels = [int(v) for v in batch["label"].numpy()]
-        print(f"{name} batch: clip {clip.shape} float32 in [{clip.min():.2f}, {clip.max():.2f}], "
-              f"labels {labels} ({', '.join(name_of(v) for v in labels)}), ids "
-              f"{[i.decode() for i in batch['id'].numpy()[:2]]}...")
-    # Undo the 'tiny' (torch-style) normalisation for display.
-    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    clips = train["clip"].numpy()
-    fig, axes = plt.subplots(clips.shape[0], clips.shape[1], figsize=(2 * clips.shape[1],
-                                                                      2 * clips.shape[0]))
-    for b in range(clips.shape[0]):
-        for k in range(clips.shape[1]):
-            axes[b, k].imshow(np.clip(clips[b, k] * std + mean, 0, 1))
-            axes[b, k].set_axis_off()
-            axes[b, k].set_title(f"{name_of(int(train['label'][b]))}, snippet {k + 1}",
-                                 fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=80)
-    plt.close(fig)
-    print(f"preview of the training batch (3 snippets per video, augmented): {out_png}")
-
-
-def report(metrics_path: str, class_names: list[str], prediction: dict | None) -> str:
-    """Per-class accuracy, order-free classes vs time-reversal pairs."""
-    from tfvid.prep.synthetic import ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS
-
-    with open(metrics_path, encoding="utf-8") as f:
-        metrics = json.load(f)
-    per_class = metrics["per_class_accuracy"]
-    lines = [f"top-1 {metrics['top1']:.3f}  top-5 {metrics['top5']:.3f}  "
-             f"mean class accuracy {metrics['mean_class_accuracy']:.3f}  "
-             f"(chance {1 / len(class_names):.3f})", ""]
-    free = [c for c in class_names if c in ORDER_FREE_CLASSES]
-    paired = [c for p in TIME_REVERSAL_PAIRS for c in p if c in class_names]
-    for title, names in (("order-free classes", free), ("time-reversal pairs", paired)):
-        accs = [per_class[c] for c in names if per_class.get(c) is not None]
-        lines.append(f"{title}: mean accuracy {sum(accs) / max(len(accs), 1):.3f}")
-        lines += [f"  {c:<24s} {per_class[c]:.3f}" for c in names if per_class.get(c) is not None]
-    lines += ["", "TSN averages its snippet scores, so it cannot see the order of time: expect the "
-              "order-free classes far above chance and about 50% inside each time-reversal pair "
-              "(order-sensitive models such as StNet or dynamic images can separate those)."]
-    if prediction:
-        lines += ["", f"prediction through the export for {prediction['video']}: "
-                  f"{prediction['top_k'][0]['label']} (p={prediction['top_k'][0]['probability']:.3f})"]
-    return "\n".join(lines)
-
-
-def order_comparison(eval_dirs: dict) -> str:
-    """Order-free vs time-reversal-pair accuracy of evaluated runs side by side: {title:
-    evaluate output_dir (scores.npz)}; within pair = true class beats its time-reversed
-    partner (chance 50%)."""
-    from tfvid.prep.synthetic import ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS
-    from tfvid.eval.order import order_metrics
-
-    def pct(v):
-        return "   -  " if v is None else f"{100 * v:5.1f}%"
-
-    width = max(len(t) for t in eval_dirs)
-    lines = [f"{'':<{width}}  top-1   order-free  pair classes  within pair"]
-    for title, folder in eval_dirs.items():
-        m = order_metrics(os.path.join(folder, "scores.npz"), ORDER_FREE_CLASSES,
-                          TIME_REVERSAL_PAIRS)
-        lines.append(f"{title:<{width}}  {pct(m['top1'])}  {pct(m['order_free'])}      "
-                     f"{pct(m['pairs'])}        {pct(m['within_pair'])}")
-    lines.append("within pair: of the videos of a time-reversal pair, the share whose own class "
-                 "beats its time-reversed partner (50% = blind to the order of time)")
-    return "\n".join(lines)
+    run_job_command(job, caller="quickstart", **flag_values)
 
 
 def main(argv):
     check_args(argv)
-    from tfvid.prep.synthetic import check_num_classes
     with usage_errors():
         check_num_classes(FLAGS.num_classes, name="--num_classes")
     if FLAGS.videos_per_class < 4:
@@ -188,7 +74,6 @@ def main(argv):
     os.makedirs(work, exist_ok=True)
 
     _step("1. synthetic dataset (real mp4 files, UCF101 layout)")
-    from tfvid.prep.synthetic import make_synthetic_dataset
     summary = make_synthetic_dataset(videos, num_classes=FLAGS.num_classes,
                                      videos_per_class=FLAGS.videos_per_class, seed=FLAGS.seed,
                                      ext=".mp4")
@@ -204,7 +89,9 @@ def main(argv):
          frame_size=f"{width}x{side}", workers=FLAGS.workers)
 
     _step("3. preview of a training batch and an evaluation batch")
-    preview_batches(records, os.path.join(work, "preview.png"), FLAGS.input_size, class_names)
+    preview_batches(f"{records}/train1-*.tfrecord", f"{records}/test1-*.tfrecord",
+                    os.path.join(work, "preview.png"), input_size=FLAGS.input_size,
+                    class_names=class_names)
 
     _step("4. train TSN (RGB, tiny backbone, K=3) with the custom training loop")
     _job("train", model="tsn", modality="rgb", backbone="tiny", input_size=FLAGS.input_size,
@@ -248,10 +135,17 @@ def main(argv):
              output_dir=din_eval)
 
     _step("report")
-    print(report(os.path.join(eval_dir, "metrics.json"), class_names, prediction))
+    print(class_group_report(os.path.join(eval_dir, "metrics.json"), class_names,
+                             ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS))
+    print("\nTSN averages its snippet scores, so it cannot see the order of time: expect the "
+          "order-free classes far above chance and about 50% inside each time-reversal pair.")
+    top = prediction["top_k"][0]
+    print(f"\nprediction through the export for {prediction['video']}: {top['label']} "
+          f"(p={top['probability']:.3f})")
     if din_eval:
-        print("\n" + order_comparison({"TSN (frames, average consensus)": eval_dir,
-                                       "DIN (two-stage, TSN features)": din_eval}))
+        print("\n" + order_table({"TSN (frames, average consensus)": eval_dir,
+                                  "DIN (two-stage, TSN features)": din_eval},
+                                 ORDER_FREE_CLASSES, TIME_REVERSAL_PAIRS))
     print(f"\nfiles: videos {videos}\n       records {records}\n       run {run_dir}\n"
           f"       evaluation {eval_dir} (metrics.json, confusion.png, scores.npz)\n"
           f"       export {os.path.abspath(os.path.join(FLAGS.export_base, name))}\n"

@@ -298,7 +298,7 @@ def test_dynamic_images_job_output_is_a_summary(tmp_path):
 
 
 def test_quickstart_prints_pasteable_commands():
-    from pipelines.quickstart import job_command
+    from pipelines.common import job_command
     cmd = job_command("prepare_data", videos_dir="/tmp/a b", num_shards=4)
     words = shlex.split(cmd)
     assert re.fullmatch(r"python[\w.]*", words[0]), cmd
