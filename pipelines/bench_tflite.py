@@ -9,7 +9,8 @@ Steps: the synthetic dataset (tfvid.prep.synthetic, 6 classes x 8 videos, 64x48 
 prepared to TFRecords (split 1: train / test), a tiny TSN (backbone "tiny", input 32, 3
 segments) is trained by tfvid.train.loop.train for a few hundred steps, exported with
 tfvid.export.export_saved_model (float32 clip signature, sidecar with the TSN sampler at T = 3
-and the backbone's normalisation) and converted by pipelines.convert_tflite.convert for
+and the backbone's normalisation) and converted by tfvid.export.tflite_report.convert (the
+convert_tflite job's work) for
 --quantize none / dynamic / float16 / int8 (int8 calibrated on training clips), each also with
 a uint8 input. Per variant: file size, LiteRT latency per clip with 1 and 2 threads, the
 SavedModel's latency per clip on the same CPU, the largest logit difference and top-1
@@ -116,8 +117,7 @@ def _variant_name(quantize: str, uint8: bool) -> str:
 def run(args: dict | None = None) -> dict:
     """Runs the benchmark; `args` overrides DEFAULTS. Returns {"rows": [...], "savedmodel":
     {...}, "targets": {...}, "load_average": ..., "settings": {...}}."""
-    from pipelines import convert_tflite as job
-    from tfvid.export import tflite
+    from tfvid.export import tflite, tflite_report
 
     cfg = {**DEFAULTS, **(args or {})}
     load_before = os.getloadavg()[0]
@@ -132,7 +132,7 @@ def run(args: dict | None = None) -> dict:
             name = _variant_name(quantize, uint8)
             row = {"variant": name, "quantize": quantize, "uint8_input": uint8}
             try:
-                report = job.convert(
+                report = tflite_report.convert(
                     export_dir, output=os.path.join(out_dir, name + ".tflite"),
                     quantize=quantize, uint8_input=uint8, parity_samples=2,
                     atol=1e-3,

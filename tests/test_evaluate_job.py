@@ -127,7 +127,8 @@ def test_truncated_shard_is_named(run, tmp_path, monkeypatch):
     with pytest.raises((ValueError, tf.errors.DataLossError), match=name):
         _main(*_common(run, str(data_dir), out))
     # Without the up-front check, the DataLossError met while reading names the shard too.
-    monkeypatch.setattr(job, "_check_data", lambda files, allow_incomplete: [])
+    from tfvid.eval import run as eval_run
+    monkeypatch.setattr(eval_run, "check_data", lambda files, allow_incomplete: [])
     with pytest.raises(tf.errors.DataLossError, match=name):
         _main(*_common(run, str(data_dir), out))
     assert not (out / "metrics.json").exists()

@@ -35,11 +35,7 @@ JOB_PARTS = {"pipelines.bench_": "pipelines.benchmark"}   # prefix -> the job th
 
 # Known violations in files another change is editing now: (importer, imported) -> why.
 # Remove an entry once its file is fixed (test_allow_list_is_current fails on a stale entry).
-KNOWN_VIOLATIONS = {
-    # bench_tflite.run drives the convert_tflite job's functions: move what both need into
-    # tfvid.export.tflite (or pipelines.common) and drop this entry.
-    ("pipelines.bench_tflite", "pipelines.convert_tflite"): "bench_tflite is being edited",
-}
+KNOWN_VIOLATIONS = {}
 
 
 def _module_files():

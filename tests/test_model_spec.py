@@ -1,8 +1,9 @@
 """Model specs (tfvid.models.spec): one spec per model, read by the train and evaluate jobs.
 
-A toy model registered here, in the test module, goes through pipelines.train and
-pipelines.evaluate with no edit in pipelines/ or tfvid/train/. Jobs started as processes import
-the modules named in TFVID_PLUGINS first (their specs register when imported)."""
+A toy model registered here, in the test module, goes through pipelines.train,
+pipelines.evaluate and the export with no edit in pipelines/, tfvid/train/ or tfvid/export/.
+Jobs started as processes import the modules named in TFVID_PLUGINS first (their specs
+register when imported)."""
 import dataclasses
 import inspect
 import json
@@ -157,6 +158,9 @@ def test_plugin_flags_reach_the_train_job_process(tmp_path):
 
 # --------------------------------------------------------------------------- the jobs
 def test_toy_model_through_train_and_evaluate(tiny_records, tmp_path):
+    """The toy model, registered in this module, through pipelines.train, pipelines.evaluate
+    and the export (tfvid.export.from_run.export_run, pipelines.export's work) with no edit
+    in pipelines/: a record scores the same through the export as through evaluate."""
     from absl import app, flags
 
     from pipelines import train as job
@@ -187,6 +191,24 @@ def test_toy_model_through_train_and_evaluate(tiny_records, tmp_path):
     assert summary["protocol"]["num_crops"] == 1                      # the spec's test_crops
     assert (summary["protocol"]["sampler"]["name"],
             summary["protocol"]["sampler"]["num_frames"]) == ("uniform", 4)
+    # ... and export: the in-graph protocol is the spec's, a record scores as in evaluate
+    import numpy as np
+    import tensorflow as tf
+    from tfvid.eval.metrics import load_scores
+    from tfvid.export import read_sidecar
+    from tfvid.export.from_run import export_run
+    path = export_run(str(run), export_base=str(tmp_path / "sm"), warmup=False)
+    side = read_sidecar(path)
+    assert side["serving"]["num_crops"] == 1 and side["input_shape"] == [None, 4, 32, 32, 3]
+    scores = load_scores(str(run / "eval" / "scores.npz"))
+    from tfvid.data import schema
+    raw = [r for f in tiny_records for r in tf.data.TFRecordDataset(f).as_numpy_iterator()]
+    ids = [tf.train.SequenceExample.FromString(r).context.feature[schema.ID]
+           .bytes_list.value[0].decode() for r in raw]
+    logits = tf.saved_model.load(path).signatures["sequence_example"](
+        examples=tf.constant(raw))["logits"].numpy()
+    np.testing.assert_allclose(logits[[ids.index(i) for i in scores.ids.tolist()]],
+                               scores.logits, atol=1e-4)
 
 
 def test_other_models_flags_are_refused(tmp_path):
@@ -209,15 +231,20 @@ def test_other_models_flags_are_refused(tmp_path):
 
 
 def test_no_model_name_comparisons_in_the_jobs():
-    """No `if model == "tsn"`-like special case in pipelines/train.py, pipelines/evaluate.py
-    or tfvid/train/: what differs between models comes from their specs."""
+    """No `if model == "tsn"`-like special case in pipelines/train.py, pipelines/evaluate.py,
+    the export jobs (export, export_four_stream, convert_tflite), tfvid/train/, tfvid/export/
+    or the evaluation of a run (tfvid/eval/run*.py): what differs between models comes from
+    their specs."""
     names = "|".join(re.escape(n) for n in BUILTIN)
     quoted = rf"['\"]({names})['\"]"
     patterns = [rf"(==|!=)\s*{quoted}", rf"{quoted}\s*(==|!=)", rf"\bin\s*[(\[{{][^)\]}}]*{quoted}",
                 r"STREAM_MODELS|MODEL_KEYS|DEFAULT_SAMPLER|inspect\.signature"]
-    files = [os.path.join(ROOT, "pipelines", f) for f in ("train.py", "evaluate.py")]
-    folder = os.path.join(ROOT, "tfvid", "train")
-    files += [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.endswith(".py")]
+    files = [os.path.join(ROOT, "pipelines", f) for f in (
+        "train.py", "evaluate.py", "export.py", "export_four_stream.py", "convert_tflite.py")]
+    files += [os.path.join(ROOT, "tfvid", "eval", f) for f in ("run.py", "run_protocol.py")]
+    for folder in (os.path.join(ROOT, "tfvid", "train"), os.path.join(ROOT, "tfvid", "export")):
+        files += [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                  if f.endswith(".py")]
     found = []
     for path in files:
         with open(path, encoding="utf-8") as f:

@@ -29,12 +29,20 @@ tfvid model).
 """
 from __future__ import annotations
 
+import logging
+
 import keras
 
 from tfvid.export import signatures
+from tfvid.export.from_run import read_run
+from tfvid.export.run_sidecar import build_sidecar
 from tfvid.export.savedmodel import export_saved_model
-from tfvid.models.dynamic_image import STREAM_MODALITY
-from tfvid.models.four_stream import INPUT_NAMES, four_stream_input_shapes
+from tfvid.models.dynamic_image import STREAM_MODALITY, STREAMS
+from tfvid.models.four_stream import (INPUT_NAMES, build_four_stream_model,
+                                      four_stream_input_shapes)
+from tfvid.train import run_dir
+
+log = logging.getLogger(__name__)
 
 
 def four_stream_protocol(streams: dict, model: keras.Model, num_crops: int = 10):
@@ -80,3 +88,112 @@ def export_four_stream(model: keras.Model, export_base: str, name: str, *,
     return export_saved_model(model, export_base, name, version=version,
                               input_shapes=four_stream_input_shapes(model), sidecar=sidecar,
                               warmup=warmup, protocol=protocol)
+
+
+# ------------------------------------------------------------------ from four training runs
+def parse_weights(values) -> dict[str, float]:
+    """--weights (4 comma-separated numbers, or a list of them, or None) -> {stream: weight};
+    ValueError naming the flag."""
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",") if v.strip()]
+    if not values:
+        return {s: 1.0 for s in STREAMS}
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--weights={','.join(values)}: expected 4 numbers") from None
+    if len(numbers) != len(STREAMS):
+        raise ValueError(f"--weights needs {len(STREAMS)} numbers (si, di, of, dof), got "
+                         f"{len(numbers)}")
+    if any(w < 0 for w in numbers) or sum(numbers) <= 0:
+        raise ValueError(f"--weights must be non-negative and not all zero, got {numbers}")
+    return dict(zip(STREAMS, numbers))
+
+
+def run_stream(cfg: dict) -> str | None:
+    """The stream a run_config was trained with (its model_kwargs, else its 'stream')."""
+    return (cfg.get("model_kwargs") or {}).get("stream") or cfg.get("stream")
+
+
+def load_stream(stream: str, model_dir: str, num_windows: int | None):
+    """(model, run_config, checkpoint) of a run of a model with the stream `stream` (its spec's
+    streams: the dynamic image network's si / di / of / dof); ValueError naming the flag when
+    the run's model has no such stream, the run is another stream, or it is not MDI."""
+    flag = f"--{stream}_dir={model_dir}"
+    cfg = read_run(model_dir)
+    spec = run_dir.model_spec(cfg)
+    if spec.stream_modality(stream) is None:
+        raise ValueError(f"{flag} is a run of model {cfg['model']!r}, which has no {stream!r} "
+                         f"stream (streams: {sorted(spec.streams) or 'none'}); the four-stream "
+                         f"model combines dynamic_image runs")
+    if run_stream(cfg) != stream:
+        raise ValueError(f"{flag} is a run of stream {run_stream(cfg)!r}, not {stream!r}")
+    sampler = run_dir.sampler_from_config(cfg, "test")
+    if sampler.name != "mdi":
+        raise ValueError(f"{flag} samples {sampler.name!r} windows; the four-stream model "
+                         f"combines multiple-dynamic-image (MDI) runs (train without "
+                         f"--sdi_frames)")
+    if num_windows:
+        cfg = {**cfg, "model_kwargs": {**(cfg.get("model_kwargs") or {}),
+                                       "num_windows": int(num_windows)}}
+    checkpoint = run_dir.latest_checkpoint(model_dir)
+    model = run_dir.build_model(cfg)
+    run_dir.restore(model, model_dir, checkpoint)
+    return model, cfg, checkpoint
+
+
+def stream_sidecar(stream, model, model_dir, cfg, checkpoint) -> dict:
+    """What a client needs to feed one stream: the single-stream export's sidecar pieces
+    (tfvid.export.run_sidecar.build_sidecar) with the run's MDI windows as the sampler."""
+    full = build_sidecar(model, model_dir, cfg, run_dir.builder_kwargs(cfg), checkpoint,
+                         sampling=run_dir.sampler_from_config(cfg, "test").config())
+    return {"model_dir": full["model"]["model_dir"], "checkpoint": full["model"]["checkpoint"],
+            "builder_kwargs": full["model"]["builder_kwargs"],
+            **{k: full[k] for k in ("sampling", "decoding", "preprocessing", "input_shape")}}
+
+
+def export_four_stream_runs(dirs: dict[str, str], *, weights: dict[str, float] | None = None,
+                            name: str | None = None, export_base: str = "saved_models",
+                            version: int | None = None, num_windows: int | None = None,
+                            warmup: bool = True, protocol_crops: int = 10) -> str:
+    """{stream: run dir} -> the exported version directory (pipelines.export_four_stream).
+
+    With a variable number of windows (num_windows None/0) the export also has the in-graph
+    protocol signatures (rgb frames + flow fields, their JPEGs, or records with flow; MDI test
+    windows x protocol_crops views, averaged); with a fixed W only the float32 one."""
+    if num_windows is not None and int(num_windows) < 0:
+        raise ValueError(f"--num_windows must be >= 0 (0 = any number of windows), got "
+                         f"{num_windows}")
+    if version is not None and int(version) < 0:
+        raise ValueError(f"--version must be >= 0 (0 = the next version), got {version}")
+    missing = [f"--{s}_dir" for s in STREAMS if not dirs.get(s)]
+    if missing:
+        raise ValueError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                         f"required (the four-stream model needs all four runs)")
+    weights = weights or {s: 1.0 for s in STREAMS}
+    models, sidecars, names = {}, {}, {}
+    for stream in STREAMS:
+        model, cfg, checkpoint = load_stream(stream, dirs[stream], num_windows)
+        models[stream] = model
+        names[stream] = run_dir.class_names(cfg, dirs[stream])
+        sidecars[stream] = stream_sidecar(stream, model, dirs[stream], cfg, checkpoint)
+        log.info("restored %s stream from %s", stream, checkpoint)
+    reference = names[STREAMS[0]]
+    for stream in STREAMS[1:]:
+        if names[stream] != reference:
+            raise ValueError(f"--{stream}_dir has other classes than --{STREAMS[0]}_dir: "
+                             f"{names[stream][:5]}... vs {reference[:5]}...")
+    model = build_four_stream_model(models, weights)
+    sidecar = {"class_names": reference,
+               "model": {"name": "four_stream_dynamic_image_net",
+                         "fusion": {"weights": weights, "rule": "weighted average of logits"}},
+               "streams": sidecars}
+    if int(protocol_crops) not in (1, 3, 10):
+        raise ValueError(f"--protocol_crops must be 1, 3 or 10, got {protocol_crops}")
+    try:
+        protocol = four_stream_protocol(sidecars, model, int(protocol_crops))
+    except ValueError as e:
+        log.warning("no in-graph protocol signatures (only 'clip'): %s", e)
+        protocol = None
+    return export_four_stream(model, export_base, name or "four_stream", version=version or None,
+                              sidecar=sidecar, warmup=warmup, protocol=protocol)

@@ -1,27 +1,25 @@
 """The tfvid.json sidecar of a SavedModel exported from a training run (pipelines.export,
 pipelines.export_four_stream): class names, the run's model and builder arguments, the test-mode
 sampling of the signature's T, how the training videos were decoded, and the preprocessing.
+
+What differs between models (the backbone whose normalisation applies, frames or cached
+features) comes from the model's spec (tfvid.models.spec.ModelSpec). A run on cached features
+(DIN / VideoMap with --backbone=none) gets "features" {"name", "dimension"} instead of
+"preprocessing" and "decoding": its input is (B, T, D) feature rows, not pixels.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
 
 import tensorflow as tf
 
-from tfvid import models
 from tfvid.data import augment, schema
 from tfvid.data.pipeline import read_list_file
 from tfvid.train import run_dir
 
 DEFAULT_FRAME_SIZE = (340, 256)  # (w, h): TSN stores frames at 340x256
-
-
-def _builder_default(model_name: str, key: str):
-    param = inspect.signature(models.MODELS[model_name]).parameters.get(key)
-    return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
 def _prepare_options(first: str) -> dict | None:
@@ -108,10 +106,21 @@ def build_sidecar(model, model_dir: str, run_config: dict, kwargs: dict, checkpo
     """The tfvid.json sidecar for an export of `model` restored from `model_dir`; `sampling`
     replaces the sampler derived from the signature's T (signature_sampler)."""
     name = run_config["model"]
+    spec = run_dir.model_spec(run_config)
     shape = list(model.input_shape)
     time_steps = shape[1]
+    common = {
+        "class_names": run_dir.class_names(run_config, model_dir),
+        "model": {"name": name, "builder_kwargs": kwargs, "model_dir": os.path.abspath(model_dir),
+                  "checkpoint": os.path.basename(checkpoint), "run_config": run_config},
+        "sampling": sampling or signature_sampler(run_config, time_steps),
+        "input_shape": shape,
+    }
+    if spec.input_kind_of(run_config) == "features":
+        return {**common, "features": {"name": run_config.get("feature"),
+                                       "dimension": int(shape[-1])}}
     modality = run_config.get("modality", "rgb")
-    backbone = kwargs.get("backbone") or _builder_default(name, "backbone") or "resnet50"
+    backbone = spec.normalization_backbone(run_config, kwargs)
     decoding = read_data_context(run_config)
     if modality != "flow":
         decoding.pop("flow_method"), decoding.pop("flow_bound")
@@ -122,12 +131,4 @@ def build_sidecar(model, model_dir: str, run_config: dict, kwargs: dict, checkpo
         "normalization": augment.normalization_config(backbone, modality),
         "mode": "test",
     }
-    return {
-        "class_names": run_dir.class_names(run_config, model_dir),
-        "model": {"name": name, "builder_kwargs": kwargs, "model_dir": os.path.abspath(model_dir),
-                  "checkpoint": os.path.basename(checkpoint), "run_config": run_config},
-        "sampling": sampling or signature_sampler(run_config, time_steps),
-        "decoding": decoding,
-        "preprocessing": preprocessing,
-        "input_shape": shape,
-    }
+    return {**common, "decoding": decoding, "preprocessing": preprocessing}

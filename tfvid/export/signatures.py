@@ -43,111 +43,16 @@ and does the same on its encoded frames, so a prepare_data record gives the scor
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Sequence
+from typing import Sequence
 
 import tensorflow as tf
 
-#: Signature names.
-FRAMES_SIGNATURE = "serving_default"
-ENCODED_SIGNATURE = "encoded_frames"
-RECORD_SIGNATURE = "sequence_example"
-CLIP_SIGNATURE = "clip"
-#: Outputs of every signature.
-OUTPUTS = ("logits", "probabilities", "top_k_indices", "top_k_classes")
-TOP_K = 5
-#: Input name of the serialized records of `sequence_example`.
-RECORDS_INPUT = "examples"
-#: Raw input names (serving_default, encoded_frames) of each raw modality.
-RAW_INPUTS = ("rgb", "flow")
-#: Evaluation views per clip by default (pipelines.evaluate's default: 10 crops).
-DEFAULT_NUM_CROPS = 10
-
-
-def top_k(num_classes: int) -> int:
-    return max(1, min(TOP_K, int(num_classes)))
-
-
-@dataclasses.dataclass(frozen=True)
-class InputProtocol:
-    """How one raw input (``rgb`` frames or ``flow`` fields) becomes the model input `model_key`.
-
-    modality: the run's modality ("rgb", "rgbdiff" -> raw "rgb"; "flow" -> raw "flow").
-    sampling: the test-mode sampler config (tfvid.data.sampling.get_sampler(**sampling)).
-    frame_size: (w, h) of the stored training frames, or None; short_side: instead of it.
-    """
-    model_key: str
-    modality: str
-    sampling: dict
-    input_size: int
-    backbone: str
-    frame_size: tuple | None = None
-    short_side: int | None = None
-
-    @property
-    def raw(self) -> str:
-        return "flow" if self.modality == "flow" else "rgb"
-
-    @property
-    def channels(self) -> int:
-        """Channels of one raw frame: 3 (RGB) or 2 (flow x, y)."""
-        return 2 if self.raw == "flow" else 3
-
-    @property
-    def sampler(self):
-        from tfvid.data import sampling
-        return sampling.get_sampler(**self.sampling)
-
-    def describe(self) -> dict:
-        return {"model_input": self.model_key, "modality": self.modality,
-                "sampling": dict(self.sampling), "input_size": self.input_size,
-                "backbone": self.backbone,
-                "frame_size": None if self.frame_size is None else list(self.frame_size),
-                "short_side": self.short_side}
-
-
-@dataclasses.dataclass(frozen=True)
-class Protocol:
-    """The in-graph test protocol of an export: one InputProtocol per raw input, the views."""
-    inputs: tuple
-    num_crops: int = DEFAULT_NUM_CROPS
-    named_model_inputs: bool = False     # the model takes a dict {model_key: clip}
-
-    def __post_init__(self):
-        if self.num_crops not in (1, 3, 10):
-            raise ValueError(f"num_crops must be 1, 3 or 10, got {self.num_crops}")
-        raws = [p.raw for p in self.inputs]
-        if not raws or len(set(raws)) != len(raws):
-            raise ValueError(f"one protocol per raw input (rgb, flow), got {raws}")
-
-    def by_raw(self) -> dict:
-        return {p.raw: p for p in self.inputs}
-
-    def describe(self) -> dict:
-        return {"num_crops": self.num_crops,
-                "inputs": {p.raw: p.describe() for p in self.inputs},
-                "frame_rule": FRAME_RULE}
-
-
-FRAME_RULE = ("serving_default / encoded_frames: the T frames of a row are the whole video; the "
-              "test sampler of serving.inputs.<input>.sampling picks its positions among those "
-              "T frames (e.g. TSN: test_segments snippets with the TSN test rule), only those "
-              "are decoded, resized to decoding frame_size / short_side, cut into num_crops "
-              "views and normalised; the view logits are averaged. All rows of one request "
-              "share T. flow: T flow fields (n - 1 for n frames), 8-bit x/y as prepare_data "
-              "stores them.")
-
-
-def protocol_input(model_key: str, sidecar_part: dict, sampling: dict) -> InputProtocol:
-    """An InputProtocol from an export sidecar's "preprocessing" and "decoding" and the
-    test-protocol sampler config `sampling`."""
-    pre = sidecar_part["preprocessing"]
-    dec = sidecar_part.get("decoding") or {}
-    size = dec.get("frame_size")
-    return InputProtocol(model_key=model_key, modality=pre["modality"], sampling=dict(sampling),
-                         input_size=int(pre["input_size"]), backbone=pre["backbone"],
-                         frame_size=None if not size else (int(size[0]), int(size[1])),
-                         short_side=dec.get("short_side"))
+from tfvid.export.serving_protocol import (  # noqa: F401  (names of this module before)
+    CLIP_SIGNATURE, DEFAULT_NUM_CROPS, ENCODED_SIGNATURE, FRAME_RULE, FRAMES_SIGNATURE,
+    OUTPUTS, RAW_INPUTS, RECORD_SIGNATURE, RECORDS_INPUT, TOP_K, InputProtocol, Protocol,
+    class_names_or_default, protocol_input, signature_description, top_k)
+from tfvid.export.warmup import (  # noqa: F401
+    WARMUP_FRAMES, WARMUP_PROTOCOL_BATCHES, warmup_inputs, warmup_size)
 
 
 # ----------------------------------------------------------------------------- in the graph
@@ -374,73 +279,3 @@ def records_fn(model, protocol: Protocol, class_names):
 
 
 RECORDS_SPEC = tf.TensorSpec([None], tf.string, name=RECORDS_INPUT)
-
-
-# ------------------------------------------------------------------------ warmup requests
-def _black_image(h: int, w: int, channels: int) -> bytes:
-    return tf.io.encode_jpeg(tf.zeros([h, w, channels], tf.uint8)).numpy()
-
-
-def warmup_size(proto: InputProtocol) -> tuple[int, int]:
-    """(h, w) of the warmup frames: the stored size (64 x 48 without one)."""
-    if proto.frame_size is not None:
-        return int(proto.frame_size[1]), int(proto.frame_size[0])
-    if proto.short_side is not None:
-        s = int(proto.short_side)
-        return s, (s * 4 // 3) // 2 * 2
-    return 48, 64
-
-
-#: Frames per warmup video (flow: one less).
-WARMUP_FRAMES = 8
-#: Batch sizes of the warmup requests of the in-graph signatures.
-WARMUP_PROTOCOL_BATCHES = (1, 2)
-
-
-def warmup_inputs(protocol: Protocol, signature: str, batch: int) -> dict:
-    """{input name: TensorProto} of one warmup request (black frames, compactly stored where
-    the proto allows)."""
-    from tfvid.data import schema
-
-    protos = protocol.by_raw()
-    out = {}
-    if signature == RECORD_SIGNATURE:
-        p = next(iter(protos.values()))
-        h, w = warmup_size(p)
-        rgb = _black_image(h, w, 3)
-        gray = _black_image(h, w, 1)
-        flow = {} if "flow" not in protos else {
-            "flow_x": [gray] * (WARMUP_FRAMES - 1), "flow_y": [gray] * (WARMUP_FRAMES - 1)}
-        record = schema.make_example("warmup", [rgb] * WARMUP_FRAMES, height=h, width=w,
-                                     frame_rate=25.0, **flow).SerializeToString()
-        out[RECORDS_INPUT] = tf.make_tensor_proto([record] * batch, dtype=tf.string)
-        return out
-    for raw, p in protos.items():
-        h, w = warmup_size(p)
-        t = WARMUP_FRAMES - 1 if raw == "flow" else WARMUP_FRAMES
-        if signature == ENCODED_SIGNATURE:
-            image = _black_image(h, w, 1 if raw == "flow" else 3)
-            shape = [batch, t, 2] if raw == "flow" else [batch, t]
-            out[raw] = tf.make_tensor_proto(image, dtype=tf.string, shape=shape)
-        else:
-            out[raw] = tf.make_tensor_proto(0, dtype=tf.uint8, shape=[batch, t, h, w, p.channels])
-    return out
-
-
-def signature_description(specs: dict, num_classes: int) -> dict:
-    """{"inputs": {name: {dtype, shape}}, "outputs": {...}} of one signature for the sidecar."""
-    k = top_k(num_classes)
-    return {
-        "inputs": {n: {"dtype": s.dtype.name, "shape": s.shape.as_list()}
-                   for n, s in specs.items()},
-        "outputs": {"logits": {"dtype": "float32", "shape": [None, num_classes]},
-                    "probabilities": {"dtype": "float32", "shape": [None, num_classes]},
-                    "top_k_indices": {"dtype": "int32", "shape": [None, k]},
-                    "top_k_classes": {"dtype": "string", "shape": [None, k]}},
-    }
-
-
-def class_names_or_default(names: Any, num_classes: int) -> list[str]:
-    if names and len(names) == num_classes:
-        return [str(n) for n in names]
-    return [f"class_{i}" for i in range(num_classes)]

@@ -36,7 +36,11 @@ Fields (all but name and builder have defaults):
   test_input_size  spatial side of the test views when it differs from the training input
                  size (StNet: a 256 x 256 centre crop of the 340 x 256 stored frame, taken
                  without rescaling, fed at 256 to the weights trained at 224); None: the
-                 run's input_size.
+                 run's input_size. Stated for the paper's training side PAPER_INPUT_SIZE
+                 (224): a run trained at S tests at test_input_size * S // 224
+                 (`test_input_size_of`), i.e. for StNet the short side S * 256 // 224 that
+                 TSN's short-side rule scales the frames to, so the view is always the whole
+                 short side, centred.
   variable_time  bool or cfg -> bool: whether evaluation may rebuild the model with a variable
                  time axis (TSN not with the 'weighted' consensus).
   export_inputs  names of the inputs its exports take.
@@ -66,6 +70,11 @@ TIME_ARGS = ("num_segments", "num_frames", None)
 PLUGINS_ENV = "TFVID_PLUGINS"
 #: backbone values that mean "no backbone" (cached features input).
 NO_BACKBONE = (None, "", "none", "None")
+#: The training input side that ModelSpec.test_input_size is stated for (the papers' 224).
+PAPER_INPUT_SIZE = 224
+#: Backbone whose normalisation a run without a recorded backbone takes (the train job's
+#: --backbone default is recorded in every run since the spec redesign).
+FALLBACK_BACKBONE = "resnet50"
 
 #: name -> ModelSpec
 SPECS: dict[str, "ModelSpec"] = {}
@@ -138,6 +147,37 @@ class ModelSpec:
         features have one view."""
         crops = 1 if self.input_kind_of(cfg) == "features" else self.test_crops
         return self.test_segments, crops
+
+    def test_input_size_of(self, cfg: dict, override: int | None = None) -> int | None:
+        """Spatial side S of the run's test views: `override` (evaluate / export
+        --input_size), else test_input_size scaled to the run's training side
+        (test_input_size * S_train // PAPER_INPUT_SIZE: StNet trained at 224 -> 256, at 32
+        -> 36), else the run's input_size. None for a run on cached features (no pixels)."""
+        if self.input_kind_of(cfg) == "features":
+            return None
+        if override:
+            return int(override)
+        size = int(cfg.get("input_size") or PAPER_INPUT_SIZE)
+        if self.test_input_size is None:
+            return size
+        return int(self.test_input_size) * size // PAPER_INPUT_SIZE
+
+    def normalization_backbone(self, cfg: dict, kwargs: dict | None = None) -> str | None:
+        """The backbone whose input normalisation the run's frames get (preprocessing
+        'backbone'): the builder's backbone keyword, else the run's --backbone, else
+        FALLBACK_BACKBONE; None for a run on cached features (features are not normalised)."""
+        if self.input_kind_of(cfg) == "features":
+            return None
+        kwargs = self.builder_kwargs(cfg) if kwargs is None else kwargs
+        for value in (kwargs.get("backbone"), cfg.get("backbone")):
+            if value not in NO_BACKBONE:
+                return str(value)
+        return FALLBACK_BACKBONE
+
+    def stream_modality(self, stream: str) -> str | None:
+        """The modality of `stream` (e.g. dynamic_image 'of' -> 'flow'); None when the model
+        has no such stream."""
+        return self.streams.get(stream)
 
     def builder_kwargs(self, cfg: dict) -> dict:
         """run_config 'model_kwargs', then each recorded arg of run_config that is not None;
@@ -241,6 +281,7 @@ def load_plugins(names: str | None = None) -> list[str]:
     return mods
 
 
-__all__ = ["INPUT_KINDS", "MODELS", "ModelSpec", "NO_BACKBONE", "PLUGINS_ENV", "SPECS",
+__all__ = ["FALLBACK_BACKBONE", "INPUT_KINDS", "MODELS", "ModelSpec", "NO_BACKBONE",
+           "PAPER_INPUT_SIZE", "PLUGINS_ENV", "SPECS",
            "all_specs", "flag_kind", "get_spec", "load_plugins", "model_flags", "model_spec",
            "register"]
