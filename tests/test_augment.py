@@ -114,6 +114,18 @@ def test_center_and_three_crop():
     assert [tuple(portrait[v, 0, 0, 0, :2]) for v in range(3)] == [(16, 0), (16, 58), (16, 116)]
 
 
+def test_scale_size_keeps_the_stored_frame_for_a_larger_test_view():
+    """StNet's test view: a 256 x 256 centre crop of the 340 x 256 frame, not rescaled
+    (scale_size=256); without it the short side goes to 256 * 256 // 224 = 292 first."""
+    clip = coord_clip()
+    c = augment.center_crop(clip, 256, scale_size=256).numpy()
+    np.testing.assert_array_equal(c[0], clip.numpy()[:, :, 42:298])
+    assert augment.eval_views(clip, 10, 256, scale_size=256).shape == (10, 2, 256, 256, 3)
+    assert tuple(augment.center_crop(clip, 256).numpy()[0, 0, 0, 0, :2]) != (42, 0)
+    with pytest.raises(ValueError, match="scale_size"):
+        augment.center_crop(clip, 256, scale_size=224)
+
+
 def test_eval_rescales_short_side_only_when_needed():
     assert augment.scale_short_side(tf.zeros([1, 48, 64, 3], tf.uint8)).shape == (1, 256, 341, 3)
     assert augment.scale_short_side(tf.zeros([1, 48, 64, 3]), 32).shape == (1, 36, 48, 3)

@@ -17,6 +17,7 @@ import tensorflow as tf  # noqa: E402
 from tfvid.data import pipeline, schema  # noqa: E402
 from tfvid.data.sampling import (MDISampler, StNetSampler, TSNSampler,  # noqa: E402
                                  UniformSampler)
+from tfvid.data.source import video_seed  # noqa: E402
 
 CLASSES, PER_CLASS, SHARDS, D = 20, 10, 4, 16
 N_VIDEOS = CLASSES * PER_CLASS
@@ -130,13 +131,12 @@ def test_din_sampler_on_features_is_tsn_segment_rule(shards):
 
 def test_train_rows_follow_the_element_seed(shards):
     """UniformSampler(32) in train: static (B, 32, D); each video's rows are the sampler's for
-    the seed of its element (the frame path's sampling seed), sorted, one per bin, repeating
-    rows when m < 32; the seed reproduces the stream."""
+    the seed of the video in its epoch (video_seed(seed, id, epoch), the frame path's sampling
+    seed), sorted, one per bin, repeating rows when m < 32; the seed reproduces the stream."""
     sampler, seed, batch = UniformSampler(32), 7, 25
     ds = pipeline.build_dataset(shards, sampler=sampler, mode="train", batch_size=batch,
                                 feature="rgb", seed=seed)
     assert ds.element_spec["clip"].shape.as_list() == [batch, 32, D]
-    base = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), 0)
     batches = list(ds.take(3))
     short = 0
     for b_i, b in enumerate(batches):
@@ -144,8 +144,8 @@ def test_train_rows_follow_the_element_seed(shards):
         for j, (clip, vid) in enumerate(zip(b["clip"].numpy(), b["id"].numpy())):
             m = rows_of(video_of(vid))
             rows = sampled_rows(clip, vid)
-            elem = tf.random.experimental.stateless_fold_in(
-                base, tf.constant(b_i * batch + j, tf.int64))          # enumerate's int64
+            epoch = (b_i * batch + j) // N_VIDEOS                     # the video's seed:
+            elem = video_seed(seed, vid, epoch)                        # (seed, id, epoch)
             s_sample = tf.random.experimental.stateless_split(elem, 3)[0]
             assert rows == sampler(m, "train", s_sample).numpy()[:, 0].tolist()
             assert rows == sorted(rows) and 0 <= rows[0] and rows[-1] < m

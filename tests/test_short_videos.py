@@ -125,9 +125,16 @@ def test_evaluate_job_applies_and_reports_the_rule(setup, tmp_path, caplog):
     from tfvid.train import run_dir
     sampler = job._test_sampler(run_dir.sampler_from_config(setup["cfg"], "test"),
                                 setup["cfg"], "test", "fit")
+    # StNet's test view side (the spec's 256, scaled to this run's side): the trained weights
+    # in a model rebuilt at that side, as the evaluate job does
+    size = proto["test_input_size"]
+    from tfvid import models
+    model = models.build("stnet", CLASSES, backbone="tiny", width=0.25, input_size=size,
+                         num_segments=None, frames_per_segment=N, temporal_block="official")
+    model.set_weights(setup["model"].get_weights())
     for b in build_dataset([setup["data"]], sampler=sampler, mode="test", batch_size=1,
-                           input_size=S, backbone="tiny", num_crops=1, repeat=False):
-        alone[b["id"].numpy()[0].decode()] = setup["model"](b["clip"][:, 0], training=False)
+                           input_size=size, backbone="tiny", num_crops=1, repeat=False):
+        alone[b["id"].numpy()[0].decode()] = model(b["clip"][:, 0], training=False)
     manual = np.concatenate([alone[i].numpy() for i in scores.ids.tolist()])
     np.testing.assert_allclose(scores.logits, manual, rtol=1e-4, atol=1e-5)
 

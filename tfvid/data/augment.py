@@ -1,21 +1,24 @@
-"""Clip augmentation and normalisation: pure functions on tensors (docs/tsn.md).
+"""Clip augmentation: pure functions on tensors (docs/tsn.md, docs/stnet.md).
 
 A clip is (T, H, W, C), channels-last, on the 8-bit scale (uint8 or float). One crop and one flip
 apply to every frame of a clip. Flow stacks interleave x and y on channels ([x1, y1, x2, y2, ...])
 so a horizontal flip also maps x -> 255 - x on the even channels.
 
-Training: `multiscale_crop` (TSN corner cropping with scale jitter) then `random_flip`.
+Training: `multiscale_crop` (TSN corner cropping with scale jitter) or `random_crop` (StNet: a plain
+S x S crop of the stored frame), then `random_flip` (`AUGMENTATIONS`, `train_crop_window`).
 Evaluation: `center_crop`, `three_crop`, `ten_crop` return (V, T, S, S, C). They first apply TSN's
 GroupScale: when the short side of the frames differs from scale_size = input_size * 256 // 224
 (256 for 224) the frames are resized (bilinear, aspect kept) so the short side equals it; frames
 stored at that size (e.g. 340x256 for 224) are cropped as they are.
-Finally `normalize(clip, backbone, modality)` with the constants of the one `NORMALIZATION` table.
+Normalisation (`normalize`, `normalization_config`, `channel_affine`, `NORMALIZATION`) lives in
+tfvid.data.normalization; the names stay importable from here.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from tfvid.data.modality import check_modality
+from tfvid.data.normalization import (NORMALIZATION, channel_affine,  # noqa: F401
+                                      normalization_config, normalize)
 
 RGB_SCALES = (1, .875, .75, .66)
 FLOW_SCALES = (1, .875, .75)      # flow and RGB difference
@@ -111,6 +114,48 @@ def multiscale_crop(clip, seed, input_size: int = 224, scales=RGB_SCALES, max_di
     return resize(clip[:, y:y + h, x:x + w, :], [input_size, input_size])
 
 
+def random_crop_window(height, width, seed, input_size: int = 224) -> tf.Tensor:
+    """A plain random crop window int32 [y, x, crop_h, crop_w] of input_size x input_size, the
+    origin uniform over all positions (stateless `seed`): StNet's training crop (docs/stnet.md),
+    no scale jitter. A side shorter than input_size is taken whole (the crop is then resized)."""
+    seed = _seed(seed)
+    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    crop_h, crop_w = tf.minimum(height, input_size), tf.minimum(width, input_size)
+    y = tf.random.stateless_uniform([], s1, 0, height - crop_h + 1, dtype=tf.int32)
+    x = tf.random.stateless_uniform([], s2, 0, width - crop_w + 1, dtype=tf.int32)
+    return tf.stack([y, x, crop_h, crop_w])
+
+
+def random_crop(clip, seed, input_size: int = 224) -> tf.Tensor:
+    """(T, H, W, C) -> float32 (T, S, S, C): a random S x S crop of the stored frames (no
+    resize unless a side is shorter than S), the same for every frame."""
+    shape = tf.shape(clip)
+    y, x, h, w = tf.unstack(random_crop_window(shape[1], shape[2], seed, input_size))
+    return resize(clip[:, y:y + h, x:x + w, :], [input_size, input_size])
+
+
+#: build_dataset's training augmentations (a crop, then `random_flip`; tfvid.models.spec's
+#: `augmentation` names the paper's): TSN's multi-scale corner crops, or a plain random crop.
+AUGMENTATIONS = ("multiscale_crop_flip", "random_crop_flip")
+
+
+def check_augmentation(augmentation: str) -> None:
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augmentation!r}; known: {AUGMENTATIONS}")
+
+
+def train_crop_window(augmentation: str, height, width, seed, input_size: int = 224,
+                      modality: str = "rgb") -> tf.Tensor:
+    """The training crop window int32 [y, x, h, w] of `augmentation` (see AUGMENTATIONS):
+    'multiscale_crop_flip' -> `sample_crop_window` (RGB_SCALES for rgb, FLOW_SCALES for flow
+    and RGB differences), 'random_crop_flip' -> `random_crop_window`."""
+    check_augmentation(augmentation)
+    if augmentation == "random_crop_flip":
+        return random_crop_window(height, width, seed, input_size)
+    scales = RGB_SCALES if modality == "rgb" else FLOW_SCALES
+    return sample_crop_window(height, width, seed, input_size, scales)
+
+
 # ------------------------------------------------------------------------------------- flips
 def invert_flow_x(clip) -> tf.Tensor:
     """x -> 255 - x on the even (x) channels of an interleaved flow stack (..., 2L): what a
@@ -140,9 +185,11 @@ def random_flip(clip, seed, is_flow: bool = False) -> tf.Tensor:
 
 
 # ---------------------------------------------------------------------------- evaluation views
-def scale_short_side(clip, input_size: int = 224) -> tf.Tensor:
-    """TSN GroupScale: short side -> input_size*256//224 unless already that size. float32."""
-    target = input_size * 256 // 224
+def scale_short_side(clip, input_size: int = 224, scale_size: int | None = None) -> tf.Tensor:
+    """TSN GroupScale: short side -> scale_size (default input_size*256//224) unless already
+    that size. float32. StNet's 256 test view of weights trained at 224 passes scale_size=256
+    (the stored 340 x 256 frame as it is, docs/stnet.md)."""
+    target = _scale_target(input_size, scale_size)
     shape = tf.shape(clip)
     h, w = shape[-3], shape[-2]
 
@@ -162,18 +209,26 @@ def _crops(clip, origins, size):
                      fn_output_signature=tf.TensorSpec([None, size, size, None], clip.dtype))
 
 
-def center_crop(clip, input_size: int = 224) -> tf.Tensor:
+def _scale_target(input_size: int, scale_size: int | None) -> int:
+    if scale_size is None:
+        return input_size * 256 // 224
+    if int(scale_size) < input_size:
+        raise ValueError(f"scale_size {scale_size} is smaller than the crop {input_size}")
+    return int(scale_size)
+
+
+def center_crop(clip, input_size: int = 224, scale_size: int | None = None) -> tf.Tensor:
     """(T, H, W, C) -> float32 (1, T, S, S, C): GroupScale then the centre S x S crop."""
-    clip = scale_short_side(clip, input_size)
+    clip = scale_short_side(clip, input_size, scale_size)
     shape = tf.shape(clip)
     origin = tf.stack([(shape[2] - input_size) // 2, (shape[1] - input_size) // 2])
     return _crops(clip, origin[None], input_size)
 
 
-def three_crop(clip, input_size: int = 224) -> tf.Tensor:
+def three_crop(clip, input_size: int = 224, scale_size: int | None = None) -> tf.Tensor:
     """(T, H, W, C) -> float32 (3, T, S, S, C): GroupScale then three S x S crops along the
     longer side (start, centre, end), centred on the shorter side."""
-    clip = scale_short_side(clip, input_size)
+    clip = scale_short_side(clip, input_size, scale_size)
     shape = tf.shape(clip)
     h, w = shape[1], shape[2]
     along = tf.maximum(h, w) - input_size
@@ -185,119 +240,26 @@ def three_crop(clip, input_size: int = 224) -> tf.Tensor:
     return _crops(clip, origins, input_size)
 
 
-def ten_crop(clip, input_size: int = 224, is_flow: bool = False) -> tf.Tensor:
+def ten_crop(clip, input_size: int = 224, is_flow: bool = False,
+             scale_size: int | None = None) -> tf.Tensor:
     """(T, H, W, C) -> float32 (10, T, S, S, C): GroupScale, then 4 corners + centre (the first
     five fixed origins, e.g. (0,0), (116,0), (0,32), (116,32), (58,16) for 224 of 340x256),
     then the flips of those five (flow-aware). View order: 5 crops, then their 5 flips."""
-    clip = scale_short_side(clip, input_size)
+    clip = scale_short_side(clip, input_size, scale_size)
     shape = tf.shape(clip)
     origins = _fixed_crop_origins_tf(shape[2], shape[1], input_size, input_size, False)
     views = _crops(clip, origins, input_size)
     return tf.concat([views, flip(views, is_flow)], axis=0)
 
 
-def eval_views(clip, num_crops: int = 1, input_size: int = 224, is_flow: bool = False):
-    """Evaluation views by count: 1 (centre), 3 (three_crop) or 10 (ten_crop). (V, T, S, S, C)."""
+def eval_views(clip, num_crops: int = 1, input_size: int = 224, is_flow: bool = False,
+               scale_size: int | None = None):
+    """Evaluation views by count: 1 (centre), 3 (three_crop) or 10 (ten_crop). (V, T, S, S, C).
+    scale_size: the short side the frames are scaled to first (default input_size*256//224)."""
     if num_crops == 1:
-        return center_crop(clip, input_size)
+        return center_crop(clip, input_size, scale_size)
     if num_crops == 3:
-        return three_crop(clip, input_size)
+        return three_crop(clip, input_size, scale_size)
     if num_crops == 10:
-        return ten_crop(clip, input_size, is_flow)
+        return ten_crop(clip, input_size, is_flow, scale_size)
     raise ValueError(f"num_crops must be 1, 3 or 10, got {num_crops}")
-
-
-# ----------------------------------------------------------------------------- normalisation
-_CAFFE_TSN = {"style": "caffe", "channel_order": "bgr", "scale": 1.0,
-              "mean": (104.0, 117.0, 123.0), "std": (1.0, 1.0, 1.0)}
-_CAFFE_KERAS = {"style": "caffe", "channel_order": "bgr", "scale": 1.0,
-                "mean": (103.939, 116.779, 123.68), "std": (1.0, 1.0, 1.0)}
-_TORCH = {"style": "torch", "channel_order": "rgb", "scale": 1.0 / 255.0,
-          "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-# Per backbone: RGB constants (mean/std per colour, in `channel_order`, applied after `scale`).
-# Flow: caffe style x - 128, torch style (x - 128) / 128. RGB difference: differences * scale.
-NORMALIZATION = {
-    "bninception": _CAFFE_TSN,    # TSN authors' Caffe convention
-    "resnet50": _CAFFE_KERAS,     # keras.applications.resnet 'caffe' preprocessing
-    "resnet101": _CAFFE_KERAS,
-    "resnext50": _TORCH,          # torch-style ImageNet statistics
-    "resnext101": _TORCH,
-    "tiny": _TORCH,
-}
-
-
-def normalization_config(backbone: str, modality: str = "rgb") -> dict:
-    """JSON-able normalisation of `backbone`/`modality`: out = (x[order] * scale - mean) / std.
-
-    'mean'/'std' hold 3 values repeated over each colour triple (rgb, rgbdiff) or one value
-    for every channel (flow); 'channel_order' 'bgr' reverses each RGB triple first.
-    """
-    if backbone not in NORMALIZATION:
-        raise ValueError(f"unknown backbone {backbone!r} for normalisation; known: "
-                         f"{sorted(NORMALIZATION)}")
-    check_modality(modality)
-    cfg = dict(NORMALIZATION[backbone])
-    out = {"backbone": backbone, "modality": modality, "style": cfg["style"]}
-    if modality == "rgb":
-        out.update(channel_order=cfg["channel_order"], scale=cfg["scale"],
-                   mean=list(cfg["mean"]), std=list(cfg["std"]))
-    elif modality == "rgbdiff":
-        out.update(channel_order=cfg["channel_order"], scale=cfg["scale"],
-                   mean=[0.0] * 3, std=[1.0] * 3)
-    else:
-        out.update(channel_order="xy", scale=1.0, mean=[128.0],
-                   std=[128.0 if cfg["style"] == "torch" else 1.0])
-    return out
-
-
-def channel_affine(backbone: str, modality: str, channels: int):
-    """The normalisation as a per-channel map: out[..., o] = x[..., source[o]] * mul[o] +
-    add[o]. Returns (source, mul, add), lists of `channels` values.
-
-    rgb/rgbdiff: channels is a multiple of 3 (frame-major colour triples, RGB order in); 'bgr'
-    backbones read each triple reversed. flow: any channel count, no reordering.
-    """
-    cfg = normalization_config(backbone, modality)
-    if modality != "flow" and channels % 3:
-        raise ValueError(f"modality {modality!r} needs a multiple of 3 channels, got {channels}")
-    period = 1 if modality == "flow" else 3
-    shuffle = modality != "flow" and cfg["channel_order"] == "bgr"
-    source = [o - o % period + period - 1 - o % period if shuffle else o
-              for o in range(channels)]
-    mul = [cfg["scale"] / cfg["std"][o % period] for o in range(channels)]
-    add = [-cfg["mean"][o % period] / cfg["std"][o % period] for o in range(channels)]
-    return source, mul, add
-
-
-def normalize(clip, backbone: str, modality: str = "rgb", kernels: bool = False) -> tf.Tensor:
-    """(..., C) 8-bit-scale clip -> float32 network input (see NORMALIZATION, `channel_affine`).
-
-    kernels=True with a uint8 clip: one pass of the fused kernel (tfvid.data.kernels; tf.data
-    graphs only: exported graphs must not need the kernel library). Otherwise stock ops: BGR
-    backbones' channel order and scale as one fixed 1x1 convolution (oneDNN); then (and for
-    the others, which need no shuffle) the per-channel multiply/add on the (..., W*C) view,
-    where it vectorises (a bias_add over C = 3 does not) and runs in place on a batch.
-    """
-    channels = clip.shape[-1]
-    if channels is None:
-        raise ValueError("normalize needs a static channel count")
-    source, mul, add = channel_affine(backbone, modality, channels)
-    if kernels and clip.dtype == tf.uint8:
-        from tfvid.data import kernels as fused
-        return fused.normalize_u8(clip, source, mul, add)
-    x = tf.cast(clip, tf.float32)
-    shape = tf.shape(x)
-    if source != list(range(channels)):   # out[..., o] = x[..., source[o]] * mul[o]: a 1x1 conv
-        matrix = [[0.0] * channels for _ in range(channels)]
-        for o in range(channels):
-            matrix[source[o]][o] = mul[o]
-        flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
-        x = tf.reshape(tf.nn.conv2d(flat, tf.constant([[matrix]], tf.float32), 1, "VALID"),
-                       shape)
-        mul = [1.0] * channels
-    rows = tf.reshape(x, tf.concat([shape[:-2], [shape[-2] * channels]], 0))
-    if any(m != 1.0 for m in mul):
-        rows = rows * tf.tile(tf.constant(mul, tf.float32), shape[-2:-1])
-    if any(a != 0.0 for a in add):
-        rows = rows + tf.tile(tf.constant(add, tf.float32), shape[-2:-1])
-    return tf.ensure_shape(tf.reshape(rows, shape), x.shape)
