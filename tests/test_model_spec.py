@@ -86,6 +86,23 @@ def test_paper_test_protocols():
                                                         "of": "flow", "dof": "flow"}
 
 
+def test_stnet_test_view_is_the_unscaled_256_centre():
+    """StNet's official test reader: a 256 x 256 centre crop of the 340 x 256 frame, not
+    rescaled, at 256 into the weights trained at 224; TSN keeps its training side."""
+    from tfvid.eval.run_protocol import default_protocol
+    stnet = {"model": "stnet", "num_classes": 3, "num_segments": 7, "input_size": 224,
+             "backbone": "resnet50", "modality": "rgb"}
+    proto = default_protocol(stnet)
+    assert (proto.input_size, proto.scale_size, proto.num_crops) == (256, 256, 1)
+    assert models.get_spec("stnet").augmentation == "random_crop_flip"
+    tsn = {"model": "tsn", "num_classes": 3, "num_segments": 3, "input_size": 224,
+           "backbone": "bninception", "modality": "rgb"}
+    proto = default_protocol(tsn)
+    assert (proto.input_size, proto.num_crops) == (224, 10)
+    assert proto.scale_size in (None, 256)
+    assert models.get_spec("tsn").augmentation == "multiscale_crop_flip"
+
+
 def test_builder_kwargs_come_from_the_spec():
     din = {"model": "din", "num_classes": 3, "backbone": "none", "num_segments": 16,
            "feature_dim": 64, "consensus": "avg", "modality": "rgb"}

@@ -133,7 +133,8 @@ def test_evaluate_job_applies_and_reports_the_rule(setup, tmp_path, caplog):
                          num_segments=None, frames_per_segment=N, temporal_block="official")
     model.set_weights(setup["model"].get_weights())
     for b in build_dataset([setup["data"]], sampler=sampler, mode="test", batch_size=1,
-                           input_size=size, backbone="tiny", num_crops=1, repeat=False):
+                           input_size=size, scale_size=proto["scale_size"], backbone="tiny",
+                           num_crops=1, repeat=False):
         alone[b["id"].numpy()[0].decode()] = model(b["clip"][:, 0], training=False)
     manual = np.concatenate([alone[i].numpy() for i in scores.ids.tolist()])
     np.testing.assert_allclose(scores.logits, manual, rtol=1e-4, atol=1e-5)

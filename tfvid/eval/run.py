@@ -123,7 +123,8 @@ def evaluate_run(model_dir: str, files: list[str], *, mode: str = "test",
         source = {"feature": cfg.get("feature")}
     else:
         source = {"modality": cfg.get("modality", "rgb"), "num_crops": proto.num_crops,
-                  "backbone": spec.normalization_backbone(cfg), "input_size": proto.input_size}
+                  "backbone": spec.normalization_backbone(cfg), "input_size": proto.input_size,
+                  "scale_size": proto.scale_size}
     dataset = build_dataset(files, sampler=proto.sampler, mode=mode, batch_size=batch_size,
                             repeat=False, num_classes=num_classes, **source,
                             # --allow_incomplete: a truncated shard is read up to its last

@@ -12,14 +12,10 @@ function, so a record scores the same through both.
 
 Test view of side S_test != S_train (StNet): the model is rebuilt at S_test (its spatial axes
 are convolutional with global pooling, so the trained weights load) and the views are centre
-crops of S_test. The rule for any stored frame size: the usual short-side rule of the trained
-side (short side -> S_train * 256 // 224, i.e. 256: identity for 340 x 256 frames), then the
-centre S_test x S_test crop, so for StNet the view is the whole short side, centred.
-Current state: tfvid.data's evaluation views (augment.eval_views) take one size and scale the
-short side to S_test * 256 // 224 (292 for 256) before cropping, so evaluate and the export
-(which both use them, and so still agree) upscale the frame before the 256 crop; the exact
-view needs a `scale_size` argument in tfvid.data (eval_views, build_dataset,
-preprocess_video), which `RunProtocol.scale_size` is ready to pass.
+crops of S_test taken after the trained side's short-side rule (short side -> S_train * 256 //
+224, i.e. 256: identity for 340 x 256 frames; `RunProtocol.scale_size`, passed to build_dataset
+and the export's views), so StNet's test view is the 256 x 256 centre of the stored frame, not
+rescaled (the official test reader).
 """
 from __future__ import annotations
 
@@ -40,7 +36,7 @@ class RunProtocol:
 
     def describe(self) -> dict:
         return {"sampler": self.sampler.config(), "num_crops": self.num_crops,
-                "test_input_size": self.input_size}
+                "test_input_size": self.input_size, "scale_size": self.scale_size}
 
 
 def eval_sampler(run_config: dict, mode: str = "test", num_segments: int | None = None, *,

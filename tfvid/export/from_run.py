@@ -53,7 +53,7 @@ def protocol_sampler(run_config: dict, test_segments: int | None = None):
 
 
 def build_protocol(sidecar: dict, sampler, num_crops: int, model_key: str = "clip",
-                   input_size: int | None = None):
+                   input_size: int | None = None, scale_size: int | None = None):
     """The in-graph test protocol (tfvid.export.signatures.Protocol) of a single-stream export
     from its sidecar's preprocessing and decoding, views of side `input_size` (default: the
     sidecar's); None (with a warning) when the model does not take frames of a known
@@ -69,7 +69,7 @@ def build_protocol(sidecar: dict, sampler, num_crops: int, model_key: str = "cli
         return None
     part = sidecar if input_size is None else {
         **sidecar, "preprocessing": {**pre, "input_size": int(input_size)}}
-    proto = signatures.protocol_input(model_key, part, sampler.config())
+    proto = signatures.protocol_input(model_key, part, sampler.config(), scale_size)
     return signatures.Protocol(inputs=(proto,), num_crops=int(num_crops))
 
 
@@ -153,7 +153,8 @@ def export_run(model_dir: str, *, name: str | None = None, export_base: str = "s
             raise ValueError(f"the model fixes T={runner.input_shape[1]} but the test protocol "
                              f"takes {steps} snippets")
         protocol = build_protocol(sidecar, defaults.sampler, defaults.num_crops,
-                                  input_size=runner.input_shape[2])
+                                  input_size=runner.input_shape[2],
+                                  scale_size=defaults.scale_size)
     except ValueError as e:
         if protocol_segments is not None:
             raise

@@ -43,6 +43,8 @@ class InputProtocol:
     backbone: str
     frame_size: tuple | None = None
     short_side: int | None = None
+    #: short side the frames are scaled to before the views (None: input_size * 256 // 224)
+    scale_size: int | None = None
 
     @property
     def raw(self) -> str:
@@ -63,7 +65,7 @@ class InputProtocol:
                 "sampling": dict(self.sampling), "input_size": self.input_size,
                 "backbone": self.backbone,
                 "frame_size": None if self.frame_size is None else list(self.frame_size),
-                "short_side": self.short_side}
+                "short_side": self.short_side, "scale_size": self.scale_size}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,16 +100,18 @@ FRAME_RULE = ("serving_default / encoded_frames: the T frames of a row are the w
               "stores them.")
 
 
-def protocol_input(model_key: str, sidecar_part: dict, sampling: dict) -> InputProtocol:
+def protocol_input(model_key: str, sidecar_part: dict, sampling: dict,
+                   scale_size: int | None = None) -> InputProtocol:
     """An InputProtocol from an export sidecar's "preprocessing" and "decoding" and the
-    test-protocol sampler config `sampling`."""
+    test-protocol sampler config `sampling`; scale_size: the short side before the views."""
     pre = sidecar_part["preprocessing"]
     dec = sidecar_part.get("decoding") or {}
     size = dec.get("frame_size")
     return InputProtocol(model_key=model_key, modality=pre["modality"], sampling=dict(sampling),
                          input_size=int(pre["input_size"]), backbone=pre["backbone"],
                          frame_size=None if not size else (int(size[0]), int(size[1])),
-                         short_side=dec.get("short_side"))
+                         short_side=dec.get("short_side"),
+                         scale_size=None if scale_size is None else int(scale_size))
 
 
 def signature_description(specs: dict, num_classes: int) -> dict:

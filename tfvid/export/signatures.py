@@ -136,7 +136,8 @@ def video_views(proto: InputProtocol, num_crops: int, sources: Sequence, num_fra
     picked = [resize_frames(p, proto) for p in picked]
     gathered = _Gathered(sampler)
     common = dict(sampler=gathered, modality=proto.modality, mode="test",
-                  input_size=proto.input_size, backbone=proto.backbone, num_crops=num_crops)
+                  input_size=proto.input_size, backbone=proto.backbone, num_crops=num_crops,
+                  scale_size=proto.scale_size)
     if proto.raw == "flow":
         return preprocess_video(None, flow_x=picked[0][..., 0], flow_y=picked[1][..., 0],
                                 **common)
