@@ -43,7 +43,7 @@ def tf_dataset(variant: str, data: dict, *, batch_size: int, num_segments: int,
     interleave and parallelism follow build_dataset.
     """
     import tensorflow as tf
-    from tfvid.data import build_dataset, pipeline, schema
+    from tfvid.data import build_dataset, clips, records, schema
     from tfvid.data.sampling import TSNSampler, as_seed
     layout, _, stage = variant.partition(".")
     if variant not in TF_VARIANTS:
@@ -74,18 +74,18 @@ def tf_dataset(variant: str, data: dict, *, batch_size: int, num_segments: int,
                 return serialized
             ex = schema.parse_example(serialized)
             encoded = tf.gather(ex["frames"], sample(index, ex["num_frames"]))
-            return encoded if stage == "parse" else pipeline._decode(encoded, 3)
+            return encoded if stage == "parse" else clips.decode(encoded, 3)
     else:
-        dirs, _, counts, _ = pipeline.read_list_file(files)
+        dirs, _, counts, _ = records.read_list_file(files)
         ds = tf.data.Dataset.from_tensor_slices(
             {"dir": dirs, "num_frames": tf.constant(counts, tf.int32)})
         ds = ds.shuffle(max(64, len(dirs)), seed=seed).repeat().enumerate()
 
         def load(index, meta):
-            names = pipeline._frame_names(meta["dir"], pipeline.RGB_TEMPLATE,
+            names = records.frame_names(meta["dir"], records.RGB_TEMPLATE,
                                           sample(index, meta["num_frames"]))
-            encoded = pipeline._read_files(names)
-            return encoded if stage == "read" else pipeline._decode(encoded, 3)
+            encoded = records.read_files(names)
+            return encoded if stage == "read" else clips.decode(encoded, 3)
     ds = ds.map(load, num_parallel_calls=auto, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=auto, deterministic=True)
     return ds.prefetch(auto)

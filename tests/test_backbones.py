@@ -234,3 +234,11 @@ def test_resnet101_parameter_count():
 @pytest.mark.slow
 def test_resnext101_parameter_count():
     assert _trainable(_with_head(build_backbone("resnext101"))) == 44_177_704
+
+
+def test_every_backbone_has_its_normalisation():
+    """The input constants belong to the backbone: every backbone has an entry in the one
+    normalisation table (tfvid.data.normalization), and nothing else does."""
+    from tfvid.data.normalization import NORMALIZATION
+    from tfvid.models.architectures import BACKBONES
+    assert set(BACKBONES) == set(NORMALIZATION)

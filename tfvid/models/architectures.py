@@ -12,6 +12,8 @@ import keras
 
 from tfvid.models import bninception, resnet
 
+# Each has its input normalisation in tfvid.data.normalization.NORMALIZATION (a new backbone
+# calls register_normalization beside its definition; tests/test_backbones.py checks both lists).
 BACKBONES = ("bninception", "resnet50", "resnet101", "resnext50", "resnext101", "tiny")
 
 CONV1_LAYERS = {name: "conv1_conv" for name in BACKBONES}
