@@ -16,11 +16,12 @@ Where the time goes: on the model being trained and the same batch, three tf.fun
 timed, one call of each after each of the first --train_breakdown_rounds timed loop steps
 (round-robin with the loop, so that a change in the machine's load touches all alike; the best
 call of each counts): forward only (model(x, training=True) and the loss), forward + gradient,
-and the full step (a faithful copy of loop.py's train_replica for one replica). Shares: forward,
-backward (= fwd+grad - fwd), optimizer (= step - fwd+grad: clipping, decay, SGD update) and loop
-overhead (= the loop's step - the copied step: input wait, bad-data checks, the host sync of the
-loss, Python). --train_xla also times the copied step compiled with XLA (jit_compile=True),
-which loop.train does not do.
+and the full step (a faithful copy of tfvid/train/steps.py's train_replica for one
+replica). Shares: forward, backward (= fwd+grad - fwd), optimizer (= step - fwd+grad: clipping,
+decay, SGD update) and loop overhead (= the loop's step - the copied step: input wait, bad-data
+checks, the host sync of the loss, Python). --train_xla also times the copied step compiled
+with XLA (jit_compile=True), which loop.train does not do. --precision (other than float32)
+builds the model under that Keras policy and times float32 too in the same run.
 
 PyTorch (optional extra `pip install tfvid[bench]`): the same network and step for TSN with
 ResNet-50: torchvision's resnet50 (v1.5: stride on the 3x3 conv, no conv biases; tfvid's
@@ -102,6 +103,10 @@ define_flag("integer", "train_inter_threads", 0, "tf.config.threading inter-op t
             "(0: TF's default).")
 define_flag("float", "train_mem_gb", 0.0, "Memory budget of one benchmark process in GB (0: 85% "
             "of the memory available when it starts).")
+define_flag("enum", "precision", "float32", "Precision policy of the tfvid step "
+            "(tfvid.train.precision; auto: by the hardware). Other than float32, each model "
+            "is also timed in float32 in the same run and the row gives the speed-up.",
+            enum_values=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
 define_flag("bool", "train_isolate", True, "Run every (model, framework) in its own process.")
 
 
@@ -153,8 +158,9 @@ def _time_calls(fn, n: int, warmup: int = 1) -> list[float]:
 # ------------------------------------------------------------------------------ tfvid
 def measure_tfvid(cfg: dict) -> dict:
     """One model in tfvid (see the module docstring). cfg: model, batch, warmup, steps,
-    breakdown, xla, intra_threads, inter_threads, seed. Returns loop_step and breakdown
-    times (seconds) and clips_per_s."""
+    breakdown, xla, intra_threads, inter_threads, seed, precision (loop.train's: the Keras
+    policy the model is built under). Returns loop_step and breakdown times (seconds),
+    clips_per_s and the precision policy used."""
     import tensorflow as tf
     if cfg.get("intra_threads"):
         tf.config.threading.set_intra_op_parallelism_threads(cfg["intra_threads"])
@@ -206,7 +212,8 @@ def measure_tfvid(cfg: dict) -> dict:
                        steps=warmup + steps + 1, learning_rate=SOLVER["learning_rate"],
                        momentum=SOLVER["momentum"], weight_decay=SOLVER["weight_decay"],
                        clip_norm=SOLVER["clip_norm"], log_every=10 ** 9,
-                       checkpoint_every=10 ** 9, progress=False, step_callback=callback)
+                       checkpoint_every=10 ** 9, progress=False, step_callback=callback,
+                       precision=cfg.get("precision", "float32"))
         total = time.perf_counter() - t0
     # enter[i] ends step i + 1; step j takes enter[j-1] - leave[j-2]. Counted: steps
     # warmup+1 .. warmup+steps (the last one, warmup+steps+1, also saves the checkpoint).
@@ -215,6 +222,8 @@ def measure_tfvid(cfg: dict) -> dict:
            "loop_step": _stats(loop), "loop_step_times_s": loop,
            "first_step_s": enter[0] - t0, "loop_total_s": total,
            "data_wait_fraction": result.metrics.get("data_wait_fraction"),
+           "precision": result.metrics.get("precision", "float32"),
+           "precision_reason": result.metrics.get("precision_reason"),
            "params": int(result.model.count_params()),
            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
            "intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -258,9 +267,10 @@ def _parts(model, x, y, cfg, kernel_variables, keras, tf, info) -> dict:
         grads = tape.gradient(loss, trainable)
         return loss, tf.linalg.global_norm([g for g in grads if g is not None])
 
-    # A copy of tfvid/train/loop.py train() -> train_replica for one replica, all examples
-    # valid (the all-reduces of one replica are identities): loss, gradient, global-norm clip,
-    # Caffe weight decay on the kernels, Keras SGD momentum update. Keep it in step with loop.py.
+    # A copy of tfvid/train/steps.py make_train_step -> train_replica for one replica, all
+    # examples valid (the all-reduces of one replica are identities): loss, gradient,
+    # global-norm clip, Caffe weight decay on the kernels, Keras SGD momentum update. Keep it in
+    # step with steps.py.
     def replica_step():
         with tf.GradientTape() as tape:
             loss = forward()
@@ -491,10 +501,13 @@ def run_train_step_benchmark(models=None, *, batch: int = 0, warmup: int = 1, st
                              onednn: str = "default", intra_threads: int = 0,
                              inter_threads: int = 0, mem_gb: float = 0.0, isolate: bool = True,
                              torch_channels_last: bool = True, breakdown_rounds: int = 2,
-                             seed: int = 0, log=None) -> dict:
+                             seed: int = 0, precision: str = "float32", log=None) -> dict:
     """Measures every model of `models` (names of MODEL_SPECS) in tfvid and, where possible, in
     PyTorch; returns the --json content: {models: {name: {tfvid_clips_per_s,
-    pytorch_clips_per_s, ratio, batch, shares, ...}}, settings, notes, load_average}."""
+    pytorch_clips_per_s, ratio, batch, shares, ...}}, settings, notes, load_average}.
+    precision other than float32: tfvid runs under that policy (PyTorch stays float32), and
+    each model is timed again in float32 right after it (same batch, same run: the machine's
+    load touches both alike); the row adds float32_clips_per_s and precision_speedup."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     models = list(models or DEFAULT_MODELS)
     unknown = [m for m in models if m not in MODEL_SPECS]
@@ -509,7 +522,8 @@ def run_train_step_benchmark(models=None, *, batch: int = 0, warmup: int = 1, st
     load_before = os.getloadavg()
     base = {"warmup": warmup, "steps": steps, "breakdown": breakdown, "xla": xla,
             "intra_threads": intra_threads, "inter_threads": inter_threads, "seed": seed,
-            "channels_last": torch_channels_last, "breakdown_rounds": breakdown_rounds}
+            "channels_last": torch_channels_last, "breakdown_rounds": breakdown_rounds,
+            "precision": precision}
     rows, raw = {}, {}
     for name in models:
         spec = MODEL_SPECS[name]
@@ -540,11 +554,22 @@ def run_train_step_benchmark(models=None, *, batch: int = 0, warmup: int = 1, st
                                  isolate=isolate, env=None, mem_limit=limit)
             if "error" in pt_res:
                 pt_note, pt_res = f"PyTorch failed: {pt_res['error']}", None
-        raw[name] = {"tfvid": tf_res, "pytorch": pt_res, "batches_tried": tried}
+        f32_res = None
+        if tf_res is not None and tf_res.get("precision", "float32") != "float32":
+            log(f"[train-step] {name}: tfvid float32 (against {tf_res['precision']}), batch "
+                f"{tf_res['batch']} ...")
+            f32_res = _run_worker("tfvid", {**base, "model": name, "batch": tf_res["batch"],
+                                            "precision": "float32"}, isolate=isolate, env=env,
+                                  mem_limit=limit)
+        raw[name] = {"tfvid": tf_res, "pytorch": pt_res, "batches_tried": tried,
+                     "tfvid_float32": f32_res}
         rows[name] = _row(tf_res, pt_res, pt_note, res if tf_res is None else None)
+        if f32_res is not None:
+            rows[name].update(_precision_row(tf_res, f32_res))
         log(f"[train-step] {name}: " + ", ".join(
             f"{k} {v:.2f}" for k, v in rows[name].items()
-            if k in ("tfvid_clips_per_s", "pytorch_clips_per_s", "ratio") and v is not None))
+            if k in ("tfvid_clips_per_s", "pytorch_clips_per_s", "ratio", "float32_clips_per_s",
+                     "precision_speedup") and v is not None))
     ratios = [r["ratio"] for r in rows.values() if r["ratio"] is not None]
     return {
         "models": rows,
@@ -555,13 +580,23 @@ def run_train_step_benchmark(models=None, *, batch: int = 0, warmup: int = 1, st
                      "onednn": onednn, "intra_threads": intra_threads,
                      "inter_threads": inter_threads, "xla": xla, "isolate": isolate,
                      "torch_channels_last": torch_channels_last,
-                     "breakdown_rounds": breakdown_rounds,
+                     "breakdown_rounds": breakdown_rounds, "precision": precision,
                      "cores": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
                      "cpu": _cpu_name(), "specs": {m: MODEL_SPECS[m] for m in models}},
         "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "notes": notes,
         "raw": raw,
     }
+
+
+def _precision_row(tf_res: dict, f32_res: dict) -> dict:
+    """precision, float32_clips_per_s and precision_speedup (best steps) of a mixed row."""
+    if "error" in f32_res:
+        return {"precision": tf_res["precision"], "float32_error": f32_res["error"]}
+    return {"precision": tf_res["precision"], "float32_clips_per_s": f32_res["clips_per_s"],
+            "precision_speedup": tf_res["clips_per_s"] / f32_res["clips_per_s"],
+            "precision_speedup_median": (tf_res["clips_per_s_median"] /
+                                         f32_res["clips_per_s_median"])}
 
 
 def _row(tf_res, pt_res, pt_note, failure) -> dict:
@@ -645,6 +680,11 @@ def format_table(result: dict, markdown: bool = False) -> str:
             lines.append(f"{name}: {r['pytorch_note']}")
         if r.get("error"):
             lines.append(f"{name}: tfvid not measured: {r['error']}")
+        if r.get("precision_speedup") is not None:
+            lines.append(f"{name}: tfvid {r['precision']} {r['tfvid_clips_per_s']:.2f} clips/s "
+                         f"against float32 {r['float32_clips_per_s']:.2f} in the same run: "
+                         f"{r['precision_speedup']:.2f}x (median steps "
+                         f"{r['precision_speedup_median']:.2f}x)")
     t = result["target"]
     if t["met"] is not None:
         lines.append(f"target tfvid / PyTorch >= {t['ratio']:.1f}: "
@@ -671,7 +711,7 @@ def run_from_flags() -> dict:
         xla=FLAGS.train_xla, onednn=FLAGS.train_onednn, intra_threads=FLAGS.train_intra_threads,
         inter_threads=FLAGS.train_inter_threads, mem_gb=FLAGS.train_mem_gb,
         isolate=FLAGS.train_isolate, torch_channels_last=FLAGS.train_torch_channels_last,
-        breakdown_rounds=FLAGS.train_breakdown_rounds)
+        breakdown_rounds=FLAGS.train_breakdown_rounds, precision=FLAGS.precision)
 
 
 def _worker_main(argv: list[str]) -> int:

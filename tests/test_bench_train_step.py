@@ -131,3 +131,22 @@ def test_bad_flags():
         call("--bench=train-step", "--train_models=tsn-tiny", "--train_timed_steps=0")
     with pytest.raises(ValueError, match="unknown train-step models"):
         bts.run_train_step_benchmark(["nope"])
+
+
+def test_precision_rows_give_the_speedup_against_float32(tmp_path):
+    """--precision=mixed_bfloat16: the tfvid step runs under that policy and float32 is timed
+    in the same run; the row gives both rates and their ratio."""
+    out = tmp_path / "train_step.json"
+    call("--bench=train-step", "--train_models=tsn-tiny", "--train_batch=2",
+         "--train_warmup_steps=1", "--train_timed_steps=2", "--notrain_isolate",
+         "--notrain_pytorch", "--notrain_breakdown", "--precision=mixed_bfloat16",
+         f"--json={out}")
+    result = json.loads(out.read_text())
+    row = result["models"]["tsn-tiny"]
+    raw = result["raw"]["tsn-tiny"]
+    assert raw["tfvid"]["precision"] == "mixed_bfloat16"
+    assert raw["tfvid_float32"]["precision"] == "float32"
+    assert row["precision"] == "mixed_bfloat16" and row["float32_clips_per_s"] > 0
+    assert row["precision_speedup"] == pytest.approx(row["tfvid_clips_per_s"] /
+                                                     row["float32_clips_per_s"])
+    assert result["settings"]["precision"] == "mixed_bfloat16"

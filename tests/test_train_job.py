@@ -133,6 +133,7 @@ def test_num_segments_defaults_to_the_models_paper_value_and_kernels_are_recorde
                    "--batch_size=2", "--steps=1", "--noprogress", "--nopartial_bn")
     cfg = json.loads((out / "run_config.json").read_text())
     assert cfg["num_segments"] == 7                              # not TSN's 3
+    assert cfg["augmentation"] == "random_crop_flip"             # StNet's official reader
     assert (cfg["sampler"]["name"], cfg["sampler"]["num_segments"],
             cfg["sampler"]["frames_per_segment"]) == ("stnet", 7, 5)
     saved = json.loads((out / "metrics.json").read_text())
@@ -154,3 +155,21 @@ def test_features_input_needs_a_feature_name(tmp_path):
     with pytest.raises(app.UsageError, match="--feature="):
         call("--model=din", "--backbone=none", "--train_data=x",
              f"--model_dir={tmp_path / 'out'}", "--steps=1")
+
+
+def test_augmentation_and_data_service_reach_build_dataset():
+    """--augmentation (default: the spec's) and --data_service go to the training input only."""
+    from tfvid.train.launch import input_options
+    cfg = {"model": "tsn", "modality": "rgb", "backbone": "tiny",
+           "augmentation": "random_crop_flip", "data_service": "grpc://localhost:5050"}
+    assert input_options(cfg) == {"modality": "rgb", "backbone": "tiny",
+                                  "augmentation": "random_crop_flip",
+                                  "data_service": "grpc://localhost:5050"}
+    assert input_options({**cfg, "data_service": None})["augmentation"] == "random_crop_flip"
+    parse("--augmentation=multiscale_crop_flip", "--model=stnet")
+    assert FLAGS.augmentation == "multiscale_crop_flip"
+    from tfvid.train.config import ConfigError, check_values
+    values = {name: FLAGS[name].value for name in job.job_flags()}
+    with pytest.raises(ConfigError, match="--data_service='nohost'"):
+        check_values({**values, "model_dir": "x", "steps": 1, "data_service": "nohost"},
+                     job.job_flags(), modality_given=False)

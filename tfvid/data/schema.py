@@ -257,6 +257,14 @@ def parse_example(serialized: tf.Tensor, *, with_flow: bool = False,
     return out
 
 
+def parse_label(serialized: tf.Tensor) -> tf.Tensor:
+    """The int64 label (NO_LABEL when absent) of any tfvid record, frames or cached features:
+    only the context's LABEL_INDEX is parsed."""
+    context = {LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64, default_value=NO_LABEL)}
+    return tf.io.parse_single_sequence_example(serialized, context_features=context)[0][
+        LABEL_INDEX]
+
+
 def parse_feature_example(serialized: tf.Tensor, name: str) -> dict[str, tf.Tensor]:
     """Parses one serialized feature record (pipelines/extract_features.py) inside tf.data or
     eagerly; frames need not be stored.

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfvid import models
 from tfvid.prep.indexes import read_classes_file
+from tfvid.train.precision import dtype_policy_scope
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,12 @@ def build_model(cfg: dict, *, num_segments=TRAINED, input_size: int | None = Non
     num_segments / input_size as in builder_kwargs: e.g. None for a variable time axis, so that
     a TSN trained on 3 segments runs 25 test snippets (not with the 'weighted' consensus, which
     learns one weight per segment). Input (B, T, S, S, C), output (B, num_classes) logits.
+    The model is float32 whatever precision the run trained in (run_config 'precision'): its
+    checkpoint variables are float32 under the mixed policies too (tfvid.train.precision).
     """
     kwargs = builder_kwargs(cfg, num_segments=num_segments, input_size=input_size)
-    return models.build(cfg["model"], int(cfg["num_classes"]), weights=None, **kwargs)
+    with dtype_policy_scope("float32"):
+        return models.build(cfg["model"], int(cfg["num_classes"]), weights=None, **kwargs)
 
 
 def latest_checkpoint(model_dir: str) -> str:

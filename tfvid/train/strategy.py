@@ -26,6 +26,7 @@ import json
 import os
 from typing import Sequence
 
+import keras
 import tensorflow as tf
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
@@ -109,3 +110,16 @@ def worker_id(strategy: tf.distribute.Strategy) -> str:
     if resolver is None or not resolver.task_type:
         return "chief"
     return f"{resolver.task_type}_{resolver.task_id}"
+
+
+def synchronize_batchnorm(model: keras.Model) -> int:
+    """Sets synchronized=True on every BatchNormalization layer of `model` (nested models
+    included): batch statistics are all-reduced over the replicas, so every replica normalises
+    with, and updates its moving statistics from, the statistics of the global batch. Returns
+    the number of layers changed. Call before the model is traced in a training step."""
+    count = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
+            layer.synchronized = True
+            count += 1
+    return count
