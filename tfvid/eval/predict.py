@@ -34,6 +34,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from tfvid.eval.protocol import softmax
+
 log = logging.getLogger(__name__)
 
 #: File extensions taken as videos when a folder or a glob is expanded (an explicitly named
@@ -44,11 +46,6 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".m
 REQUIRED_FIELDS = ("sampling", "preprocessing")
 REQUIRED_PREPROCESSING = ("modality", "input_size", "backbone")
 CROPS = (1, 3, 10)
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
 
 
 def check_options(num_crops: int, top_k: int) -> None:

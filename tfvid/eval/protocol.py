@@ -305,9 +305,13 @@ def describe_bad_videos(bad_videos, limit: int = 5) -> str:
     return shown + (f"; and {more} more" if more > 0 else "")
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (numerically stable)."""
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+_softmax = softmax          # mtwi_scores' `softmax` argument shadows the name
 
 
 def mtwi_scores(snippet_scores, *, spans: Sequence[int] = (1, 2, 4, 8, 16),

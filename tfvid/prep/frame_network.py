@@ -19,7 +19,6 @@ frame rate, or N positions spread uniformly (TSN's test rule). See docs/din.md.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 
 import numpy as np
@@ -174,12 +173,6 @@ class FrameNetwork:
         return np.concatenate([o.numpy() for o in out], 0)
 
 
-def _tsn_defaults() -> dict:
-    from tfvid.models.tsn import build_tsn
-    return {k: p.default for k, p in inspect.signature(build_tsn).parameters.items()
-            if p.default is not inspect.Parameter.empty}
-
-
 def load_run_network(model_dir: str, checkpoint: str | None = None) -> FrameNetwork:
     """The backbone of a trained TSN run: the model rebuilt from run_config.json, `checkpoint`
     (default: the latest) restored, and its backbone sub-model (global-pool output, before
@@ -192,7 +185,10 @@ def load_run_network(model_dir: str, checkpoint: str | None = None) -> FrameNetw
         raise ValueError(f"{model_dir}: model {cfg['model']!r}; per-frame features come from "
                          "TSN runs (a backbone seeing one frame or flow stack at a time), or "
                          "use --backbone with --weights")
-    kwargs = {**_tsn_defaults(), **run_dir.builder_kwargs(cfg)}
+    kwargs = {"modality": cfg.get("modality", "rgb"), "backbone": cfg.get("backbone"),
+              **run_dir.builder_kwargs(cfg)}
+    if not kwargs["backbone"]:
+        raise ValueError(f"{model_dir}: run_config.json records no backbone")
     model = run_dir.build_model(cfg, num_segments=None)
     path = run_dir.restore(model, model_dir, checkpoint)
     backbone = kwargs["backbone"]
