@@ -70,7 +70,7 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
                   shuffle_buffer=64, drop_remainder=None, num_parallel_calls=tf.data.AUTOTUNE,
                   cache=False, kernels=None, num_classes=None, bad_data="mark", feature=None,
                   augmentation="multiscale_crop_flip", scale_size=None, data_service=None,
-                  data_service_job=None):
+                  data_service_job=None, normalize=True):
     """Batches of {'clip', 'label', 'id', 'valid', 'problem'} from TFRecord shards or raw-frame
     list files, or (feature=<name>) of cached per-frame features from feature shards.
 
@@ -119,6 +119,9 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
     deliver batches in the order they finish them (no exact resume). data_service_job: the
     job name trainers share (each batch to one of them); None: a job per iterator. Uncompressed
     shards and list files only (a GZIP shard has no random access: ValueError).
+
+    normalize: False leaves frame clips float32 on the 8-bit scale, before RGB differences and
+    the backbone's normalisation (inputs of a uint8-input TFLite model, calibration sets).
 
     feature: None (frames), or the name of cached per-frame features (tfvid.data.features):
     the sampler gives row indices over a record's m feature rows (one row per step: a sampler
@@ -178,7 +181,8 @@ def build_dataset(files, *, sampler, mode, modality="rgb", batch_size=8, input_s
         element = reader.feature_record
     ds = rows.map(element, num_parallel_calls=num_parallel_calls, deterministic=True)
     ds = _batch(ds, reader, batch_size=batch_size, drop_remainder=drop_remainder,
-                channels=channels, backbone=backbone, num_parallel_calls=num_parallel_calls)
+                channels=channels, backbone=backbone, num_parallel_calls=num_parallel_calls,
+                normalize=normalize)
     if data_service:
         ds = service.distribute(ds, data_service, job_name=data_service_job)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -216,7 +220,8 @@ def _cache_and_repeat(rows, training, cache, repeat):
     return rows.repeat() if repeat else rows
 
 
-def _batch(ds, reader, *, batch_size, drop_remainder, channels, backbone, num_parallel_calls):
+def _batch(ds, reader, *, batch_size, drop_remainder, channels, backbone, num_parallel_calls,
+           normalize=True):
     """Elements -> batches with static clip shapes: (B, T, S, S, C) / (B, V, T, S, S, C), or
     (B, T, D) / (B, 1, T, D) for features; frames get `_finish` once per batch."""
     sampler, training, mode = reader.sampler, reader.training, reader.mode
@@ -240,6 +245,9 @@ def _batch(ds, reader, *, batch_size, drop_remainder, channels, backbone, num_pa
     shape = tf.TensorShape([None] + (shape if training else [reader.num_crops] + shape))
 
     def finish(batch):
+        if not normalize:
+            clip = tf.cast(batch["clip"], tf.float32)
+            return {**batch, "clip": tf.ensure_shape(clip, shape)}
         clip = _finish(batch["clip"], modality=reader.modality, backbone=backbone,
                        kernels=reader.kernels)
         return {**batch, "clip": tf.ensure_shape(clip, shape)}

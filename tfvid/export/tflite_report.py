@@ -25,10 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from unittest import mock
 
 import numpy as np
-import tensorflow as tf
 
 from tfvid.atomic import atomic_path
 from tfvid.data import pipeline, sampling
@@ -118,15 +116,10 @@ def load_clips(files, sidecar: dict, input_shape, *, limit: int = 0, uint8: bool
     shape = [int(d) for d in input_shape]
     time_steps, size = shape[1], shape[2]
 
-    def raw(clip, **_):  # the clip on the 8-bit scale, before differences / normalisation
-        return tf.cast(clip, tf.float32)
-
-    patch = mock.patch.object(pipeline, "_finish", raw) if uint8 else mock.patch.object(
-        pipeline, "_finish", pipeline._finish)
-    with patch:
-        ds = pipeline.build_dataset(files, sampler=sampler, mode="test", modality=modality,
-                                    batch_size=1, input_size=size,
-                                    backbone=pre["backbone"], num_crops=1, repeat=False)
+    # uint8: the clip on the 8-bit scale, before differences / normalisation
+    ds = pipeline.build_dataset(files, sampler=sampler, mode="test", modality=modality,
+                                batch_size=1, input_size=size, backbone=pre["backbone"],
+                                num_crops=1, repeat=False, normalize=not uint8)
     samples, labels, pending, pending_labels = [], [], [], []
     for element in ds.as_numpy_iterator():
         if not bool(element["valid"][0]):
