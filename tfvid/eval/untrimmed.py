@@ -49,23 +49,15 @@ def stream_frames(path: str, *, fps: float | None = None,
     "expected_seconds" (the container's duration, or None) and, when decoding stops at damage
     after some frames, "partial" (the reason). VideoError naming the file when nothing decodes.
     """
-    from tfvid.prep.video import VideoError, frame_rotation
+    from tfvid.prep.video import VideoError, frame_rotation, open_video_stream
     path = os.fspath(path)
     status = {} if status is None else status
     if not os.path.isfile(path):
         raise VideoError(path, "file not found" if not os.path.exists(path) else
                          "not a video file (a folder: --untrimmed takes video files)")
+    container, stream, src = open_video_stream(path)
+    src = src or 25.0
     try:
-        container = av.open(path, mode="r")
-    except av.FFmpegError as e:
-        raise VideoError(path, f"not a readable video container ({type(e).__name__}: {e})") from e
-    try:
-        if not container.streams.video:
-            raise VideoError(path, "no video stream in the container")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        src = float(rate) if rate else 25.0
         duration = (float(stream.duration * stream.time_base) if stream.duration and
                     stream.time_base else (container.duration / 1e6 if container.duration
                                            else None))

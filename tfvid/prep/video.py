@@ -120,6 +120,28 @@ def _expected_frames(container, stream, rate: float) -> int | None:
     return None
 
 
+def open_video_stream(path: str):
+    """(container, first video stream, its frame rate or 0.0) of a video file, the stream set
+    to threaded decoding; VideoError naming the file when it is not a readable container, has
+    no video stream or no usable decoder. The caller closes the container."""
+    try:
+        container = av.open(path, mode="r")
+    except av.FFmpegError as e:
+        raise VideoError(path, f"not a readable video container ({type(e).__name__}: {e})") from e
+    try:
+        if not container.streams.video:
+            raise VideoError(path, "no video stream in the container")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise VideoError(path, "video stream without a usable decoder (corrupt or unknown codec)")
+    except BaseException:
+        container.close()
+        raise
+    stream.thread_type = "AUTO"
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return container, stream, float(rate) if rate else 0.0
+
+
 def read_video(path, *, frame_size: tuple[int, int] | None = (340, 256),
                short_side: int | None = None, fps: float | None = None,
                max_frames: int | None = None, apply_rotation: bool = True,
@@ -157,21 +179,10 @@ def read_video(path, *, frame_size: tuple[int, int] | None = (340, 256),
                                  max_frames=max_frames, frame_rate=folder_fps)
     if os.path.getsize(path) == 0:
         raise VideoError(path, "empty file (0 bytes)")
+    container, stream, src_rate = open_video_stream(path)
     try:
-        container = av.open(path, mode="r")
-    except av.FFmpegError as e:
-        raise VideoError(path, f"not a readable video container ({type(e).__name__}: {e})") from e
-    try:
-        if not container.streams.video:
-            raise VideoError(path, "no video stream in the container")
-        stream = container.streams.video[0]
         ctx = stream.codec_context
-        if ctx is None:
-            raise VideoError(path, "video stream without a usable decoder (corrupt or unknown codec)")
-        stream.thread_type = "AUTO"
         source_size = (int(ctx.width), int(ctx.height))
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        src_rate = float(rate) if rate else 0.0
         expected = _expected_frames(container, stream, src_rate)
         status: dict = {}
 
